@@ -1,1 +1,77 @@
-fn main() {}
+//! `labctl`: the command line. Parses arguments (see [`cli`]), resolves them against the lab,
+//! runs the verb, and maps failures to the documented exit codes (0 ok, 1 failed, 2 bad input).
+
+mod bench;
+mod boards;
+mod bus;
+mod cli;
+mod clock;
+mod lab;
+mod plugins;
+mod rails;
+mod relay;
+mod sense;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigCmd};
+
+/// An error caused by bad input (lab file, arguments): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// The verb ran but what it did failed or was interrupted: exit code 1, message already shown.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Failed(pub String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LABCTL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(b) = e.downcast_ref::<BadInput>() {
+                eprintln!("error: {b}");
+                ExitCode::from(2)
+            } else if e.downcast_ref::<Failed>().is_some() {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Plugins { json } => {
+            let lab = lab::load_optional(&cli.lab)?;
+            plugins::cmd_plugins(lab.as_ref(), json)
+        }
+        Command::Config {
+            cmd: ConfigCmd::Check { file, json },
+        } => lab::cmd_check(&file, json),
+        Command::Power {
+            board,
+            action,
+            off_time,
+            json,
+        } => relay::cmd_power(&cli.lab, &board, action, off_time, json),
+        Command::Boards { json } => boards::cmd_boards(&cli.lab, json),
+        Command::Sense(args) => sense::cmd_sense(&cli.lab, args),
+        Command::Bench { what } => bench::cmd_bench(what),
+    }
+}

@@ -1,0 +1,118 @@
+//! `labctl bench ingest`: pushes synthetic samples through the store's ingest path (producer
+//! threads → batches → [`ingest_samples`]) and, in the same run, through a bare DuckDB Appender
+//! loop, and prints both rates and their ratio.
+
+use std::{
+    sync::{mpsc, Arc},
+    time::{Duration, Instant},
+};
+
+use duckdb::params;
+
+use crate::{
+    cli::BenchCmd,
+    store::{ingest_samples, SampleRow, Store},
+};
+
+fn synthetic(i: usize, sensor: &Arc<str>, board: &Arc<str>, session: &Arc<str>) -> SampleRow {
+    let x = i as f64;
+    SampleRow {
+        run_id: None,
+        session_id: Some(session.clone()),
+        sensor: sensor.clone(),
+        board: Some(board.clone()),
+        t_us: i as i64 * 1000,
+        bus_mv: 5000.0 - (x % 7.0),
+        shunt_uv: 4000.0 + (x % 13.0),
+        current_ma: 40.0 + (x % 13.0) / 100.0,
+        power_mw: 200.0 + (x % 11.0),
+        simulated: true,
+    }
+}
+
+pub fn cmd_bench(what: BenchCmd) -> anyhow::Result<()> {
+    let BenchCmd::Ingest {
+        rows,
+        producers,
+        dir,
+    } = what;
+    let tmp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let producers = producers.max(1);
+    let sensor: Arc<str> = "bench".into();
+    let board: Arc<str> = "bench-board".into();
+    let session: Arc<str> = "bench".into();
+
+    // Bare loop: the same rows, built and appended one by one on one thread.
+    let bare_path = dir.join("bench-bare.duckdb");
+    let _ = std::fs::remove_file(&bare_path);
+    let bare = Store::open(&bare_path, "bench")?;
+    let t = Instant::now();
+    {
+        let mut app = bare.conn.appender("power_samples")?;
+        for i in 0..rows {
+            let s = synthetic(i, &sensor, &board, &session);
+            app.append_row(params![
+                s.run_id.as_deref(),
+                &*s.sensor,
+                s.board.as_deref(),
+                s.t_us,
+                s.bus_mv,
+                s.shunt_uv,
+                s.current_ma,
+                s.power_mw,
+                s.simulated,
+                s.session_id.as_deref(),
+            ])?;
+        }
+        app.flush()?;
+    }
+    let bare_s = t.elapsed().as_secs_f64();
+    drop(bare);
+
+    // Store path: producer threads send batches as samplers do; the writer ingests them.
+    let pipe_path = dir.join("bench-pipeline.duckdb");
+    let _ = std::fs::remove_file(&pipe_path);
+    let store = Store::open(&pipe_path, "bench")?;
+    let (tx, rx) = mpsc::sync_channel::<Vec<SampleRow>>(256);
+    let t = Instant::now();
+    let stored = std::thread::scope(|scope| {
+        for p in 0..producers {
+            let tx = tx.clone();
+            let (sensor, board, session) = (sensor.clone(), board.clone(), session.clone());
+            scope.spawn(move || {
+                let mut batch = Vec::with_capacity(50);
+                for i in (p..rows).step_by(producers) {
+                    batch.push(synthetic(i, &sensor, &board, &session));
+                    if batch.len() == 50 && tx.send(std::mem::take(&mut batch)).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+        }
+        drop(tx);
+        ingest_samples(&store, &rx, Duration::from_millis(200), |_| {})
+    })?;
+    let pipe_s = t.elapsed().as_secs_f64();
+    let n: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM power_samples", [], |r| r.get(0))?;
+    drop(store);
+    anyhow::ensure!(
+        n as usize == rows && stored as usize == rows,
+        "store path kept {n} of {rows} rows"
+    );
+
+    let bare_rate = rows as f64 / bare_s;
+    let pipe_rate = rows as f64 / pipe_s;
+    println!("rows per measurement: {rows}; producers: {producers}");
+    println!("bare DuckDB Appender loop: {bare_rate:>12.0} rows/s ({bare_s:.2} s)");
+    println!("labctl store path:         {pipe_rate:>12.0} rows/s ({pipe_s:.2} s)");
+    println!(
+        "ratio store/bare:          {:>12.1} %",
+        100.0 * pipe_rate / bare_rate
+    );
+    Ok(())
+}

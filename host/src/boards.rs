@@ -1,0 +1,146 @@
+//! `labctl boards`: each configured board with its platform plugin and profile, relay state,
+//! sensor health (one test read through the sensor's plugin) and USB presence (rusb, matched
+//! against the VID/PIDs its platform plugin declares).
+
+use serde::Serialize;
+
+use crate::{lab::Rig, lab::Runtime, relay};
+
+#[derive(Serialize)]
+struct BoardRow {
+    board: String,
+    platform: String,
+    profile: String,
+    fault: Option<String>,
+    relay: Option<String>,
+    power: &'static str,
+    sensor: Option<String>,
+    sensor_health: String,
+    reading: Option<Reading>,
+    usb: String,
+    simulated: bool,
+}
+
+#[derive(Serialize)]
+struct Reading {
+    bus_mv: f64,
+    current_ma: f64,
+    power_mw: f64,
+}
+
+/// VID:PID pairs present on the USB buses, or the reason they cannot be listed.
+fn usb_ids() -> Result<Vec<(u16, u16)>, String> {
+    let list = rusb::devices().map_err(|e| format!("cannot list USB devices: {e}"))?;
+    Ok(list
+        .iter()
+        .filter_map(|d| d.device_descriptor().ok())
+        .map(|d| (d.vendor_id(), d.product_id()))
+        .collect())
+}
+
+pub fn cmd_boards(lab_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let rt = Runtime::open(lab_path)?;
+    let state = relay::read_state(&rt.lab);
+    let mut rig = Rig::new(&rt);
+    let usb = usb_ids();
+    let mut rows = vec![];
+    for b in &rt.lab.boards {
+        let profile = rt.plugins.profile(&b.platform, &b.profile);
+        let on = relay::board_is_on(&state, b);
+        let (health, reading, sim) = match b.sensor.as_ref().and_then(|s| rt.lab.sensor(s)) {
+            None => ("no sensor".to_string(), None, false),
+            Some(s) => {
+                let sim = rt.sensor_is_simulated(s);
+                match rig.open_sensor(&rt, s, s.rate_hz) {
+                    Err(e) => (format!("fault: {e}"), None, sim),
+                    Ok(mut dev) => {
+                        // The chip needs one conversion after configuration before its registers
+                        // hold a measurement.
+                        std::thread::sleep(std::time::Duration::from_millis(150));
+                        match dev.self_test().into_result() {
+                            Ok(r) => (
+                                if r.overflow { "ok (overflow flagged)" } else { "ok" }.to_string(),
+                                Some(Reading {
+                                    bus_mv: r.bus_mv,
+                                    current_ma: r.current_ma,
+                                    power_mw: r.power_mw,
+                                }),
+                                sim,
+                            ),
+                            Err(e) => (format!("fault: {}", e.message), None, sim),
+                        }
+                    }
+                }
+            }
+        };
+        let usb_state = match (profile, &usb) {
+            (Some(p), _) if p.emulated => "emulated (no USB)".to_string(),
+            (Some(p), Ok(ids)) => {
+                let found: Vec<String> = p
+                    .usb_ids
+                    .iter()
+                    .filter(|u| ids.contains(&(u.vid, u.pid)))
+                    .map(|u| format!("{:04x}:{:04x}", u.vid, u.pid))
+                    .collect();
+                if found.is_empty() {
+                    "absent".into()
+                } else {
+                    format!("present ({})", found.join(", "))
+                }
+            }
+            (Some(_), Err(e)) => format!("unknown: {e}"),
+            (None, _) => "unknown (no platform plugin)".into(),
+        };
+        rows.push(BoardRow {
+            board: b.name.clone(),
+            platform: b.platform.clone(),
+            profile: b.profile.clone(),
+            fault: rt.board_faults.get(&b.name).cloned(),
+            relay: b.relay.clone(),
+            power: if b.relay.is_none() {
+                "always on"
+            } else if on {
+                "on"
+            } else {
+                "off"
+            },
+            sensor: b.sensor.clone(),
+            sensor_health: health,
+            reading,
+            usb: usb_state,
+            simulated: sim || profile.is_some_and(|p| p.emulated),
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<18} {:<9} {:<14} {:<30} USB",
+        "BOARD", "PLATFORM/PROFILE", "POWER", "SENSOR", "HEALTH"
+    );
+    for r in &rows {
+        let health = match &r.reading {
+            Some(x) => format!(
+                "{} {:.3} V {:.2} mA",
+                r.sensor_health,
+                x.bus_mv / 1000.0,
+                x.current_ma
+            ),
+            None => r.sensor_health.clone(),
+        };
+        println!(
+            "{:<16} {:<18} {:<9} {:<14} {:<30} {}",
+            r.board,
+            format!("{}/{}", r.platform, r.profile),
+            r.power,
+            r.sensor.as_deref().unwrap_or("-"),
+            health,
+            r.usb
+        );
+        if let Some(f) = &r.fault {
+            println!("  fault: {f}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,418 @@
+//! `labctl sense`: one sampling thread per sensor on a fixed schedule, every sample stamped on
+//! the host clock and appended to `power_samples` through the store's ingest path, with a live
+//! view (updating lines on a terminal, plain or JSON lines otherwise). Ctrl-C or SIGTERM stops
+//! the samplers; everything measured is flushed before exit.
+
+use std::{
+    io::{IsTerminal, Write},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use labctl_plugin_api::{PowerSensorBox, SensorSample};
+
+use crate::{
+    cli::SenseArgs,
+    clock,
+    lab::{Rig, Runtime},
+    plugins::Catalog,
+    store::{ingest_samples, SampleRow, Store},
+    BadInput, Failed,
+};
+
+/// Consecutive read errors after which a sensor is given up (the others carry on).
+const MAX_CONSECUTIVE_ERRORS: u32 = 20;
+/// Falling further behind than this skips the missed slots instead of bursting to catch up.
+const MAX_LAG: Duration = Duration::from_millis(100);
+
+/// What is known about one sensor being sampled.
+struct Meta {
+    name: Arc<str>,
+    board: Option<Arc<str>>,
+    simulated: bool,
+    rate_hz: f64,
+}
+
+#[derive(Default)]
+struct Report {
+    samples: u64,
+    missed: u64,
+    errors: u64,
+    failed: Option<String>,
+}
+
+/// Installs SIGINT/SIGTERM handlers that raise the returned flag.
+pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handler")?;
+    }
+    Ok(stop)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sample_loop(
+    mut sensor: PowerSensorBox,
+    meta: &Meta,
+    session: Arc<str>,
+    start: Instant,
+    end: Option<Instant>,
+    stop: &AtomicBool,
+    tx: mpsc::Sender<Vec<SampleRow>>,
+) -> Report {
+    let mut rep = Report::default();
+    let period_ns = (1e9 / meta.rate_hz) as u64;
+    // About 20 batches a second per sensor: cheap to send, fresh on screen.
+    let batch_len = ((meta.rate_hz / 20.0).ceil() as usize).max(1);
+    let mut batch = Vec::with_capacity(batch_len);
+    let mut last_send = Instant::now();
+    let mut consecutive = 0u32;
+    let mut k: u64 = 0;
+    loop {
+        let due = start + Duration::from_nanos(k.saturating_mul(period_ns));
+        if stop.load(Ordering::Relaxed) || end.is_some_and(|e| due >= e) {
+            break;
+        }
+        // Wait in slices so that a stop request is seen promptly even at slow rates.
+        while Instant::now() < due && !stop.load(Ordering::Relaxed) {
+            clock::wait_until(due.min(Instant::now() + Duration::from_millis(50)));
+        }
+        let t0 = Instant::now();
+        let r = sensor.sample().into_result();
+        let t1 = Instant::now();
+        match r {
+            Ok(s) => {
+                consecutive = 0;
+                let mid = (t0 - start) + (t1 - t0) / 2;
+                batch.push(row(meta, &session, mid.as_micros() as i64, &s));
+                rep.samples += 1;
+            }
+            Err(e) => {
+                rep.errors += 1;
+                consecutive += 1;
+                tracing::warn!(sensor = %meta.name, error = %e.message, "read failed");
+                if consecutive >= MAX_CONSECUTIVE_ERRORS {
+                    rep.failed = Some(format!(
+                        "{consecutive} consecutive read errors, last: {}",
+                        e.message
+                    ));
+                    break;
+                }
+            }
+        }
+        k += 1;
+        let behind = (Instant::now() - start).as_nanos() as u64 / period_ns.max(1);
+        if behind > k && Duration::from_nanos((behind - k) * period_ns) > MAX_LAG {
+            rep.missed += behind - k;
+            k = behind;
+        }
+        if batch.len() >= batch_len || last_send.elapsed() > Duration::from_millis(50) {
+            if tx.send(std::mem::take(&mut batch)).is_err() {
+                break;
+            }
+            batch.reserve(batch_len);
+            last_send = Instant::now();
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+    rep
+}
+
+fn row(meta: &Meta, session: &Arc<str>, t_us: i64, s: &SensorSample) -> SampleRow {
+    SampleRow {
+        run_id: None,
+        session_id: Some(session.clone()),
+        sensor: meta.name.clone(),
+        board: meta.board.clone(),
+        t_us,
+        bus_mv: s.bus_mv,
+        shunt_uv: s.shunt_uv,
+        current_ma: s.current_ma,
+        power_mw: s.power_mw,
+        simulated: meta.simulated,
+    }
+}
+
+/// Per-sensor figures for the live view.
+struct Live {
+    name: Arc<str>,
+    last: Option<SampleRow>,
+    count: u64,
+    window_start: (Instant, u64),
+    rate: f64,
+}
+
+struct View {
+    tty: bool,
+    json: bool,
+    sensors: Vec<Live>,
+    drawn: bool,
+    last_draw: Instant,
+}
+
+impl View {
+    fn update(&mut self, batch: &[SampleRow]) {
+        for s in batch {
+            if let Some(l) = self.sensors.iter_mut().find(|l| l.name == s.sensor) {
+                l.count += 1;
+                l.last = Some(s.clone());
+            }
+        }
+        let every = if self.tty && !self.json {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        };
+        if self.last_draw.elapsed() >= every {
+            self.draw();
+        }
+    }
+
+    fn draw(&mut self) {
+        let now = Instant::now();
+        for l in &mut self.sensors {
+            let (t, c) = l.window_start;
+            let dt = (now - t).as_secs_f64();
+            if dt >= 0.5 {
+                l.rate = (l.count - c) as f64 / dt;
+                l.window_start = (now, l.count);
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        if self.tty && !self.json && self.drawn {
+            let _ = write!(out, "\x1b[{}A", self.sensors.len());
+        }
+        for l in &self.sensors {
+            if self.json {
+                let v = serde_json::json!({
+                    "sensor": &*l.name,
+                    "samples": l.count,
+                    "rate_hz": (l.rate * 10.0).round() / 10.0,
+                    "t_us": l.last.as_ref().map(|s| s.t_us),
+                    "bus_mv": l.last.as_ref().map(|s| s.bus_mv),
+                    "current_ma": l.last.as_ref().map(|s| s.current_ma),
+                    "power_mw": l.last.as_ref().map(|s| s.power_mw),
+                });
+                let _ = writeln!(out, "{v}");
+                continue;
+            }
+            let line = match &l.last {
+                Some(s) => format!(
+                    "{:<16} {:>7.3} V {:>9.3} mA {:>9.2} mW  {:>8} samples {:>7.1} Hz",
+                    l.name,
+                    s.bus_mv / 1000.0,
+                    s.current_ma,
+                    s.power_mw,
+                    l.count,
+                    l.rate
+                ),
+                None => format!("{:<16} waiting for the first sample", l.name),
+            };
+            if self.tty {
+                let _ = writeln!(out, "\x1b[2K{line}");
+            } else {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        let _ = out.flush();
+        self.drawn = true;
+        self.last_draw = now;
+    }
+}
+
+/// `labctl sense`
+pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<()> {
+    let mut rt = Runtime::open(lab_path)?;
+    for name in &args.sensors {
+        if rt.lab.sensor(name).is_none() {
+            return Err(BadInput(format!(
+                "no sensor named {name:?} in {} (sensors: {})",
+                rt.lab.file.display(),
+                rt.lab
+                    .sensors
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+    }
+    let selected: Vec<String> = rt
+        .lab
+        .sensors
+        .iter()
+        .filter(|s| args.sensors.is_empty() || args.sensors.contains(&s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    if selected.is_empty() {
+        return Err(BadInput(format!("{} defines no sensors", rt.lab.file.display())).into());
+    }
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(BadInput(format!("--rate {rate}: give a positive rate in Hz")).into());
+        }
+        // The override must pass the same chip and bus checks as the lab file's rates.
+        rt.lab.sensors.retain(|s| selected.contains(&s.name));
+        for s in &mut rt.lab.sensors {
+            s.rate_hz = rate;
+        }
+        let errors: Vec<String> = rt
+            .lab
+            .check_with(&Catalog(&rt.plugins))
+            .iter()
+            .filter(|e| e.kind == lab_config::ErrorKind::Invalid)
+            .map(|e| format!("--rate {rate}: {}", e.message))
+            .collect();
+        if !errors.is_empty() {
+            return Err(BadInput(errors.join("\n")).into());
+        }
+    }
+    let stop = stop_flag()?;
+
+    // Open every selected sensor; an unusable one is reported and skipped.
+    let mut rig = Rig::new(&rt);
+    let mut opened = vec![];
+    let mut unusable = vec![];
+    for name in &selected {
+        let s = rt.lab.sensor(name).expect("selected from the lab").clone();
+        let rate = s.rate_hz;
+        match rig.open_sensor(&rt, &s, rate) {
+            Ok(dev) => opened.push((
+                dev,
+                Arc::new(Meta {
+                    name: s.name.as_str().into(),
+                    board: rt.lab.board_of_sensor(&s.name).map(|b| b.name.as_str().into()),
+                    simulated: rt.sensor_is_simulated(&s),
+                    rate_hz: rate,
+                }),
+            )),
+            Err(why) => {
+                eprintln!("sensor {name}: unusable: {why}");
+                unusable.push(format!("{name}: {why}"));
+            }
+        }
+    }
+    if opened.is_empty() {
+        return Err(Failed(format!("no usable sensor ({})", unusable.join("; "))).into());
+    }
+
+    let store = Store::open(&rt.lab.storage_path, "sense")?;
+    let session: Arc<str> = format!("sense-{}", clock::unix_ms()).into();
+    let names: Vec<&str> = opened.iter().map(|(_, m)| &*m.name).collect();
+    let all_sim = opened.iter().all(|(_, m)| m.simulated);
+    store.conn.execute(
+        "INSERT INTO sense_sessions VALUES (?, current_timestamp, NULL, ?, ?, 0, 0, 'running', NULL, ?)",
+        duckdb::params![&*session, names.join(","), args.rate, all_sim],
+    )?;
+    let tty = std::io::stdout().is_terminal();
+    eprintln!(
+        "sensing {} sensor(s) into {} (session {session}){}",
+        opened.len(),
+        rt.lab.storage_path.display(),
+        match args.duration {
+            Some(d) => format!(" for {:.1} s", d.as_secs_f64()),
+            None => ", Ctrl-C to stop".into(),
+        }
+    );
+
+    let start = Instant::now();
+    let end = args.duration.map(|d| start + d);
+    let (tx, rx) = mpsc::channel();
+    let mut view = View {
+        tty,
+        json: args.json,
+        sensors: opened
+            .iter()
+            .map(|(_, m)| Live {
+                name: m.name.clone(),
+                last: None,
+                count: 0,
+                window_start: (start, 0),
+                rate: 0.0,
+            })
+            .collect(),
+        drawn: false,
+        last_draw: start,
+    };
+    let metas: Vec<Arc<Meta>> = opened.iter().map(|(_, m)| m.clone()).collect();
+    let (stored, reports) = std::thread::scope(|scope| {
+        let handles: Vec<_> = opened
+            .into_iter()
+            .map(|(dev, meta)| {
+                let tx = tx.clone();
+                let session = session.clone();
+                let stop = &stop;
+                std::thread::Builder::new()
+                    .name(format!("sample-{}", meta.name))
+                    .spawn_scoped(scope, move || {
+                        sample_loop(dev, &meta, session, start, end, stop, tx)
+                    })
+                    .expect("spawn sampler thread")
+            })
+            .collect();
+        drop(tx);
+        let stored = ingest_samples(&store, &rx, Duration::from_millis(200), |b| view.update(b));
+        if stored.is_err() {
+            // Storage failed: stop sampling, nothing more can be kept.
+            stop.store(true, Ordering::Relaxed);
+        }
+        let reports: Vec<Report> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Report {
+                failed: Some("sampler thread panicked".into()),
+                ..Default::default()
+            }))
+            .collect();
+        (stored, reports)
+    });
+    view.draw();
+    let elapsed = start.elapsed().as_secs_f64();
+    let stored = stored?;
+    let interrupted = stop.load(Ordering::Relaxed);
+    let missed: u64 = reports.iter().map(|r| r.missed).sum();
+    let mut failures: Vec<String> = unusable;
+    for (m, r) in metas.iter().zip(&reports) {
+        if let Some(f) = &r.failed {
+            failures.push(format!("{}: {f}", m.name));
+        }
+    }
+    let status = if interrupted {
+        "aborted"
+    } else if failures.is_empty() {
+        "ok"
+    } else {
+        "failed"
+    };
+    store.conn.execute(
+        "UPDATE sense_sessions SET finished_at = current_timestamp, samples = ?, missed = ?, status = ?, error = ? WHERE session_id = ?",
+        duckdb::params![stored as i64, missed as i64, status, (!failures.is_empty()).then(|| failures.join("; ")), &*session],
+    )?;
+    drop(store);
+    eprintln!("stored {stored} samples in {elapsed:.2} s (session {session}, status {status})");
+    for (m, r) in metas.iter().zip(&reports) {
+        eprintln!(
+            "  {:<16} {:>8} samples  {:>7.1} Hz of {:.0} Hz  missed {}  read errors {}{}",
+            m.name,
+            r.samples,
+            r.samples as f64 / elapsed.max(1e-9),
+            m.rate_hz,
+            r.missed,
+            r.errors,
+            r.failed.as_ref().map(|f| format!("  FAILED: {f}")).unwrap_or_default()
+        );
+    }
+    if interrupted {
+        return Err(Failed(format!("interrupted: {stored} samples measured so far are stored")).into());
+    }
+    if !failures.is_empty() {
+        return Err(Failed(format!("some sensors failed: {}", failures.join("; "))).into());
+    }
+    Ok(())
+}

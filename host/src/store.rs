@@ -1,0 +1,461 @@
+//! The results database (DuckDB): schema and migrations, the single writer, and the sample
+//! ingest path shared by `sense`, runs and the ingest benchmark.
+//!
+//! One process writes at a time and holds the file only while it records; it leaves a small
+//! `<db>.writer.json` beside the file saying who holds it, so that a second process that finds the
+//! file locked can say which process and what it is doing.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{mpsc::Receiver, Arc},
+    time::{Duration, Instant},
+};
+
+use duckdb::{params, Connection};
+use serde::{Deserialize, Serialize};
+
+/// The schema this labctl writes. Files at a lower version are migrated on open; files at a
+/// higher version are refused.
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// Migration `i` takes a file from version `i` to `i + 1`. A new file runs all of them, so a fresh
+/// file and a migrated one have the same layout (column order matters to the Appender).
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the first released schema.
+    r#"
+    CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP,
+        board VARCHAR NOT NULL,
+        platform VARCHAR,
+        profile VARCHAR,
+        model VARCHAR,
+        quant VARCHAR,
+        prompt_tokens INTEGER,
+        gen_tokens INTEGER,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        simulated BOOLEAN NOT NULL,
+        labctl_version VARCHAR,
+        firmware_version VARCHAR,
+        plugin_version VARCHAR
+    );
+    CREATE TABLE tokens (
+        run_id VARCHAR NOT NULL,
+        idx INTEGER NOT NULL,
+        phase VARCHAR NOT NULL,
+        t_us BIGINT NOT NULL,
+        cycles BIGINT
+    );
+    CREATE TABLE power_samples (
+        run_id VARCHAR,
+        sensor VARCHAR NOT NULL,
+        board VARCHAR,
+        t_us BIGINT NOT NULL,
+        bus_mv DOUBLE,
+        shunt_uv DOUBLE,
+        current_ma DOUBLE,
+        power_mw DOUBLE,
+        simulated BOOLEAN NOT NULL
+    );
+    "#,
+    // 1 → 2: sense sessions, memory and operator breakdown, and the run_summary view.
+    r#"
+    ALTER TABLE power_samples ADD COLUMN session_id VARCHAR;
+    CREATE TABLE sense_sessions (
+        session_id VARCHAR PRIMARY KEY,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP,
+        sensors VARCHAR,
+        rate_hz DOUBLE,
+        samples BIGINT,
+        missed BIGINT,
+        status VARCHAR,
+        error VARCHAR,
+        simulated BOOLEAN
+    );
+    CREATE TABLE run_memory (
+        run_id VARCHAR PRIMARY KEY,
+        static_ram_bytes BIGINT,
+        heap_peak_bytes BIGINT,
+        stack_peak_bytes BIGINT,
+        model_bytes BIGINT,
+        flash_bytes BIGINT
+    );
+    CREATE TABLE run_ops (
+        run_id VARCHAR NOT NULL,
+        op VARCHAR NOT NULL,
+        cycles BIGINT,
+        calls BIGINT
+    );
+    CREATE VIEW run_summary AS
+    WITH dec AS (
+        SELECT run_id, t_us,
+               t_us - lag(t_us) OVER (PARTITION BY run_id ORDER BY idx) AS gap_us
+        FROM tokens WHERE phase = 'decode'
+    ),
+    tok AS (
+        SELECT run_id,
+               min(t_us) / 1000.0 AS ttft_ms,
+               quantile_cont(gap_us, 0.5) / 1000.0 AS itl_p50_ms,
+               quantile_cont(gap_us, 0.9) / 1000.0 AS itl_p90_ms,
+               quantile_cont(gap_us, 0.99) / 1000.0 AS itl_p99_ms,
+               CASE WHEN count(*) > 1 AND max(t_us) > min(t_us)
+                    THEN (count(*) - 1) * 1e6 / (max(t_us) - min(t_us)) END AS tokens_per_s,
+               count(*) AS decode_tokens,
+               min(t_us) AS dec_start,
+               max(t_us) AS dec_end
+        FROM dec GROUP BY run_id
+    ),
+    e2e AS (SELECT run_id, max(t_us) AS end_us FROM tokens GROUP BY run_id),
+    pw AS (
+        SELECT run_id, t_us, power_mw,
+               lag(t_us) OVER w AS prev_t,
+               lag(power_mw) OVER w AS prev_p
+        FROM power_samples WHERE run_id IS NOT NULL
+        WINDOW w AS (PARTITION BY run_id, sensor ORDER BY t_us)
+    ),
+    en AS (
+        SELECT pw.run_id,
+               avg(pw.power_mw) FILTER (WHERE pw.t_us BETWEEN 0 AND e2e.end_us) AS avg_power_mw,
+               max(pw.power_mw) FILTER (WHERE pw.t_us BETWEEN 0 AND e2e.end_us) AS peak_power_mw,
+               sum((pw.power_mw + pw.prev_p) / 2 * (pw.t_us - pw.prev_t))
+                   FILTER (WHERE pw.prev_t >= 0 AND pw.t_us <= e2e.end_us) / 1e6 AS energy_mj,
+               sum((pw.power_mw + pw.prev_p) / 2 * (pw.t_us - pw.prev_t))
+                   FILTER (WHERE pw.prev_t >= tok.dec_start AND pw.t_us <= tok.dec_end) / 1e6
+                   AS decode_energy_mj
+        FROM pw JOIN e2e USING (run_id) LEFT JOIN tok USING (run_id)
+        GROUP BY pw.run_id
+    )
+    SELECT r.run_id, r.board, r.platform, r.profile, r.model, r.quant,
+           tok.ttft_ms, tok.itl_p50_ms, tok.itl_p90_ms, tok.itl_p99_ms, tok.tokens_per_s,
+           e2e.end_us / 1000.0 AS e2e_ms,
+           en.avg_power_mw, en.peak_power_mw, en.energy_mj,
+           en.decode_energy_mj / nullif(tok.decode_tokens - 1, 0) AS energy_per_token_mj,
+           (m.static_ram_bytes + m.heap_peak_bytes + m.stack_peak_bytes) / 1024.0 AS ram_peak_kb,
+           m.flash_bytes / 1024.0 AS flash_kb,
+           r.simulated
+    FROM runs r
+    LEFT JOIN tok USING (run_id)
+    LEFT JOIN e2e USING (run_id)
+    LEFT JOIN en USING (run_id)
+    LEFT JOIN run_memory m USING (run_id);
+    "#,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("results database {path} is in use by another process{holder}; it is free again when that finishes")]
+    Busy { path: PathBuf, holder: String },
+    #[error("results database {path} has schema version {found}, newer than this labctl understands ({SCHEMA_VERSION}); use a newer labctl or another --db/[storage] path")]
+    TooNew { path: PathBuf, found: i32 },
+    #[error("results database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: duckdb::Error,
+    },
+    #[error("results database {path}: {message}")]
+    Other { path: PathBuf, message: String },
+}
+
+/// Who holds the database for writing (the `<db>.writer.json` beside it).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub activity: String,
+    pub since_unix_ms: u64,
+}
+
+fn holder_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".writer.json");
+    PathBuf::from(s)
+}
+
+fn describe_holder(db: &Path) -> String {
+    match std::fs::read_to_string(holder_path(db))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Holder>(&s).ok())
+    {
+        Some(h) => {
+            let secs = crate::clock::unix_ms().saturating_sub(h.since_unix_ms) / 1000;
+            format!(" (labctl pid {}, {} for {secs} s)", h.pid, h.activity)
+        }
+        None => String::new(),
+    }
+}
+
+/// The writer's connection to the results database.
+pub struct Store {
+    pub conn: Connection,
+    pub path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) for writing; `activity` is shown to other
+    /// processes that find the file held.
+    pub fn open(path: &Path, activity: &str) -> Result<Store, StoreError> {
+        Self::open_at(path, activity, SCHEMA_VERSION)
+    }
+
+    /// Like [`Store::open`] but migrating only up to `target` (tests build older files with it).
+    pub fn open_at(path: &Path, activity: &str, target: i32) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Other {
+                path: path.to_path_buf(),
+                message: format!("cannot create directory {}: {e}", dir.display()),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("lock") || msg.contains("Conflicting") {
+                StoreError::Busy {
+                    path: path.to_path_buf(),
+                    holder: describe_holder(path),
+                }
+            } else {
+                StoreError::Db {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate(target)?;
+        let holder = Holder {
+            pid: std::process::id(),
+            activity: activity.to_string(),
+            since_unix_ms: crate::clock::unix_ms(),
+        };
+        if let Ok(s) = serde_json::to_string(&holder) {
+            let _ = std::fs::write(holder_path(path), s);
+        }
+        Ok(store)
+    }
+
+    fn db_err(&self) -> impl Fn(duckdb::Error) -> StoreError + '_ {
+        |source| StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn schema_version(&self) -> Result<i32, StoreError> {
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.db_err())?;
+        if !exists {
+            return Ok(0);
+        }
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.db_err())
+    }
+
+    fn migrate(&self, target: i32) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+            });
+        }
+        if found >= target {
+            return Ok(());
+        }
+        // All steps in one transaction: a failed migration leaves the file as it was.
+        let mut sql = String::from("BEGIN TRANSACTION;\n");
+        if found == 0 {
+            sql.push_str(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL, labctl_version VARCHAR);\n",
+            );
+        }
+        for v in found..target {
+            sql.push_str(MIGRATIONS[v as usize]);
+            sql.push_str(&format!(
+                "\nINSERT INTO schema_version VALUES ({}, current_timestamp, '{}');\n",
+                v + 1,
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+        sql.push_str("COMMIT;");
+        if let Err(e) = self.conn.execute_batch(&sql) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Db {
+                path: self.path.clone(),
+                source: e,
+            });
+        }
+        if found > 0 {
+            tracing::info!(path = %self.path.display(), from = found, to = target, "migrated results database");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(holder_path(&self.path));
+    }
+}
+
+/// One power sample as stored in `power_samples`.
+#[derive(Debug, Clone)]
+pub struct SampleRow {
+    pub run_id: Option<Arc<str>>,
+    pub session_id: Option<Arc<str>>,
+    pub sensor: Arc<str>,
+    pub board: Option<Arc<str>>,
+    pub t_us: i64,
+    pub bus_mv: f64,
+    pub shunt_uv: f64,
+    pub current_ma: f64,
+    pub power_mw: f64,
+    pub simulated: bool,
+}
+
+/// Appends batches of samples from `rx` until every sender is gone, flushing at least every
+/// `flush_every` so that an interruption loses at most that much. `on_batch` sees each batch
+/// after it is appended (live display, counters). Returns the number of rows stored.
+pub fn ingest_samples(
+    store: &Store,
+    rx: &Receiver<Vec<SampleRow>>,
+    flush_every: Duration,
+    mut on_batch: impl FnMut(&[SampleRow]),
+) -> Result<u64, StoreError> {
+    let err = store.db_err();
+    let mut app = store.conn.appender("power_samples").map_err(&err)?;
+    let mut rows = 0u64;
+    let mut last_flush = Instant::now();
+    loop {
+        match rx.recv_timeout(flush_every) {
+            Ok(batch) => {
+                for s in &batch {
+                    app.append_row(params![
+                        s.run_id.as_deref(),
+                        &*s.sensor,
+                        s.board.as_deref(),
+                        s.t_us,
+                        s.bus_mv,
+                        s.shunt_uv,
+                        s.current_ma,
+                        s.power_mw,
+                        s.simulated,
+                        s.session_id.as_deref(),
+                    ])
+                    .map_err(&err)?;
+                }
+                rows += batch.len() as u64;
+                on_batch(&batch);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => on_batch(&[]),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_flush.elapsed() >= flush_every {
+            app.flush().map_err(&err)?;
+            last_flush = Instant::now();
+        }
+    }
+    app.flush().map_err(&err)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_file_gets_current_schema_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lab.duckdb");
+        {
+            let s = Store::open(&p, "test").unwrap();
+            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+            assert!(holder_path(&p).exists());
+        }
+        assert!(!holder_path(&p).exists(), "holder file removed on close");
+        let s = Store::open(&p, "test").unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn older_file_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.duckdb");
+        {
+            let s = Store::open_at(&p, "test", 1).unwrap();
+            assert_eq!(s.schema_version().unwrap(), 1);
+            s.conn
+                .execute_batch("INSERT INTO power_samples VALUES (NULL, 's', 'b', 1, 5000, 100, 1, 5, true)")
+                .unwrap();
+        }
+        let s = Store::open(&p, "test").unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let (n, sid): (i64, Option<String>) = s
+            .conn
+            .query_row("SELECT count(*), any_value(session_id) FROM power_samples", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((n, sid), (1, None));
+        // The view exists after migration.
+        s.conn.execute_batch("SELECT * FROM run_summary").unwrap();
+    }
+
+    #[test]
+    fn newer_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new.duckdb");
+        {
+            let s = Store::open(&p, "test").unwrap();
+            s.conn
+                .execute_batch("INSERT INTO schema_version VALUES (99, current_timestamp, '9.9')")
+                .unwrap();
+        }
+        let e = Store::open(&p, "test").err().expect("refused");
+        assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e}");
+        assert!(e.to_string().contains("newer than this labctl"));
+    }
+
+    #[test]
+    fn run_summary_matches_hand_computation() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("v.duckdb"), "test").unwrap();
+        s.conn
+            .execute_batch(
+                "INSERT INTO runs (run_id, board, status, simulated) VALUES ('r1', 'b', 'ok', true);
+                 INSERT INTO tokens VALUES ('r1', 0, 'prefill', 1000, NULL), ('r1', 1, 'decode', 10000, NULL),
+                   ('r1', 2, 'decode', 20000, NULL), ('r1', 3, 'decode', 40000, NULL);
+                 INSERT INTO power_samples (run_id, sensor, board, t_us, power_mw, simulated)
+                   SELECT 'r1', 's', 'b', i * 1000, 100.0, true FROM range(0, 41) t(i);",
+            )
+            .unwrap();
+        let (ttft, p50, tps, e, ept): (f64, f64, f64, f64, f64) = s
+            .conn
+            .query_row(
+                "SELECT ttft_ms, itl_p50_ms, tokens_per_s, energy_mj, energy_per_token_mj FROM run_summary",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(ttft, 10.0);
+        assert_eq!(p50, 15.0); // gaps 10 ms and 20 ms
+        assert!((tps - 2.0 / 0.03).abs() < 1e-9);
+        assert!((e - 4.0).abs() < 1e-9, "100 mW for 40 ms = 4 mJ, got {e}");
+        assert!((ept - 1.5).abs() < 1e-9, "3 mJ of decode over 2 intervals, got {ept}");
+    }
+}

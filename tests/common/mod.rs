@@ -1,0 +1,71 @@
+//! Helpers for the integration tests: where the built `labctl` and plugin libraries are, running
+//! the binary, and scratch labs in temporary directories.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+/// The cargo target profile directory holding `labctl` and the plugin libraries
+/// (the test executable lives in its `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf();
+    assert!(
+        dir.join("labctl").exists(),
+        "{} has no labctl: run `cargo build --workspace` before `cargo test --workspace`",
+        dir.display()
+    );
+    dir
+}
+
+pub fn labctl_path() -> PathBuf {
+    bin_dir().join("labctl")
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
+}
+
+pub fn labctl() -> Command {
+    let mut c = Command::new(labctl_path());
+    c.env_remove("LABCTL_LAB").env("LABCTL_LOG", "warn");
+    c
+}
+
+/// Runs labctl with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    labctl().args(args).output().expect("run labctl")
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A copy of the virtual lab in a fresh temporary directory (so its database and relay state
+/// are the test's own); plugins are found beside labctl.
+pub fn virtual_lab() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = dir.path().join("virtual-lab.toml");
+    std::fs::copy(repo().join("lab-config/examples/virtual-lab.toml"), &lab)
+        .expect("copy virtual lab");
+    (dir, lab)
+}
+
+/// The path of a built plugin library by crate library name.
+pub fn plugin_lib(lib_name: &str) -> PathBuf {
+    let p = bin_dir().join(format!("lib{lib_name}.so"));
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
