@@ -27,7 +27,10 @@ fn default_plugins_beside_labctl_load() {
         .unwrap();
     assert_eq!(ina["chips"][0], "ina219");
     assert_eq!(ina["abi_version"], v["abi_version"]);
-    assert!(ina["file"].as_str().unwrap().ends_with("liblabctl_sensor_ina219.so"));
+    assert!(ina["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("liblabctl_sensor_ina219.so"));
     let virt = v["loaded"]
         .as_array()
         .unwrap()
@@ -76,7 +79,10 @@ fn bad_libraries_are_rejected_with_path_and_reason_and_the_rest_loads() {
     let lab = d.join("lab.toml");
     std::fs::write(
         &lab,
-        format!("name = \"t\"\nplugin_dirs = [{:?}]\n", d.display().to_string()),
+        format!(
+            "name = \"t\"\nplugin_dirs = [{:?}]\n",
+            d.display().to_string()
+        ),
     )
     .unwrap();
 
@@ -106,7 +112,10 @@ fn bad_libraries_are_rejected_with_path_and_reason_and_the_rest_loads() {
             .to_string()
     };
     let abi = reason("liblabctl_future.so");
-    assert!(abi.contains("ABI version 2") && abi.contains("ABI version 1"), "{abi}");
+    assert!(
+        abi.contains("ABI version 2") && abi.contains("ABI version 1"),
+        "{abi}"
+    );
     assert!(reason("liblabctl_garbage.so").contains("not a labctl plugin"));
     assert!(reason("liblabctl_libm.so").contains("not a labctl plugin"));
 
@@ -116,7 +125,10 @@ fn bad_libraries_are_rejected_with_path_and_reason_and_the_rest_loads() {
         .output()
         .unwrap();
     let (out, _) = text(&o);
-    assert!(out.contains("REJECTED") && out.contains("liblabctl_future.so"), "{out}");
+    assert!(
+        out.contains("REJECTED") && out.contains("liblabctl_future.so"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -136,7 +148,10 @@ fn a_missing_plugin_faults_only_its_boards() {
     .unwrap()
     .replace(
         "name = \"virtual-lab\"",
-        &format!("name = \"virtual-lab\"\nplugin_dirs = [{:?}]", d.display().to_string()),
+        &format!(
+            "name = \"virtual-lab\"\nplugin_dirs = [{:?}]",
+            d.display().to_string()
+        ),
     );
     let lab = d.join("lab.toml");
     std::fs::write(&lab, src).unwrap();
@@ -150,7 +165,10 @@ fn a_missing_plugin_faults_only_its_boards() {
     for b in v.as_array().unwrap() {
         assert!(b["fault"].is_null(), "board itself not faulted: {b}");
         assert!(
-            b["sensor_health"].as_str().unwrap().contains("chip \"ina219\""),
+            b["sensor_health"]
+                .as_str()
+                .unwrap()
+                .contains("chip \"ina219\""),
             "{b}"
         );
     }

@@ -5,10 +5,17 @@ use labctl_integration_tests::{labctl, text, virtual_lab};
 use serde_json::Value;
 
 fn boards(lab: &str) -> Vec<Value> {
-    let o = labctl().args(["--lab", lab, "boards", "--json"]).output().unwrap();
+    let o = labctl()
+        .args(["--lab", lab, "boards", "--json"])
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -46,7 +53,16 @@ fn power_state_persists_and_boards_reads_the_rail() {
     assert_eq!(pico["power"], "off");
 
     let o = labctl()
-        .args(["--lab", lab, "power", "esp32s3-devkit", "cycle", "--off-time", "10ms", "--json"])
+        .args([
+            "--lab",
+            lab,
+            "power",
+            "esp32s3-devkit",
+            "cycle",
+            "--off-time",
+            "10ms",
+            "--json",
+        ])
         .output()
         .unwrap();
     let (out, err) = text(&o);
@@ -60,7 +76,10 @@ fn power_state_persists_and_boards_reads_the_rail() {
         .unwrap();
     assert!(o.status.success());
     let b = boards(lab);
-    assert_eq!(b.iter().find(|x| x["board"] == "esp32s3-devkit").unwrap()["power"], "off");
+    assert_eq!(
+        b.iter().find(|x| x["board"] == "esp32s3-devkit").unwrap()["power"],
+        "off"
+    );
 }
 
 #[test]

@@ -10,7 +10,10 @@ fn sense_three_sensors_at_1khz_for_5s() {
     let (dir, lab) = virtual_lab();
     let lab = lab.to_str().unwrap();
     for b in ["esp32s3-devkit", "nucleo-f746", "pico"] {
-        let o = labctl().args(["--lab", lab, "power", b, "on"]).output().unwrap();
+        let o = labctl()
+            .args(["--lab", lab, "power", b, "on"])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", text(&o).1);
     }
     let o = labctl()
@@ -19,7 +22,10 @@ fn sense_three_sensors_at_1khz_for_5s() {
         .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
-    assert!(out.contains("pwr-esp32s3"), "plain live lines when not on a terminal: {out}");
+    assert!(
+        out.contains("pwr-esp32s3"),
+        "plain live lines when not on a terminal: {out}"
+    );
 
     let db = dir.path().join("lab.duckdb");
     let conn = Connection::open_with_flags(
@@ -36,7 +42,16 @@ fn sense_three_sensors_at_1khz_for_5s() {
         .unwrap();
     let rows: Vec<(String, i64, i64, f64, i64, i64, i64, i64)> = stmt
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
         })
         .unwrap()
         .map(Result::unwrap)
@@ -54,7 +69,10 @@ fn sense_three_sensors_at_1khz_for_5s() {
         assert_eq!(*with_run, 0, "run_id is null outside a run");
         assert!(*min_t >= 0 && *max_t <= 5_100_000, "{min_t}..{max_t}");
         // 0.1 Ω shunt: 10 µV LSB = 0.1 mA.
-        assert!((avg_ma - idle(sensor)).abs() <= 0.1, "{sensor}: {avg_ma} mA");
+        assert!(
+            (avg_ma - idle(sensor)).abs() <= 0.1,
+            "{sensor}: {avg_ma} mA"
+        );
     }
     let not_increasing: i64 = conn
         .query_row(
@@ -64,9 +82,14 @@ fn sense_three_sensors_at_1khz_for_5s() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(not_increasing, 0, "timestamps strictly increase per sensor in arrival order");
+    assert_eq!(
+        not_increasing, 0,
+        "timestamps strictly increase per sensor in arrival order"
+    );
     let (status, samples): (String, i64) = conn
-        .query_row("SELECT status, samples FROM sense_sessions", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT status, samples FROM sense_sessions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!(status, "ok");
     assert_eq!(samples, rows.iter().map(|r| r.1).sum::<i64>());
@@ -76,14 +99,28 @@ fn sense_three_sensors_at_1khz_for_5s() {
 fn sigint_flushes_what_was_measured_and_exits_1() {
     let (dir, lab) = virtual_lab();
     let mut child = labctl()
-        .args(["--lab", lab.to_str().unwrap(), "sense", "--sensor", "pwr-pico-missing"])
+        .args([
+            "--lab",
+            lab.to_str().unwrap(),
+            "sense",
+            "--sensor",
+            "pwr-pico-missing",
+        ])
         .spawn()
         .unwrap();
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(2), "unknown sensor is bad input");
 
     let mut child = labctl()
-        .args(["--lab", lab.to_str().unwrap(), "sense", "--sensor", "pwr-rp2040", "--rate", "200"])
+        .args([
+            "--lab",
+            lab.to_str().unwrap(),
+            "sense",
+            "--sensor",
+            "pwr-rp2040",
+            "--rate",
+            "200",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();

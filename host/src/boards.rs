@@ -59,7 +59,12 @@ pub fn cmd_boards(lab_path: &std::path::Path, json: bool) -> anyhow::Result<()> 
                         std::thread::sleep(std::time::Duration::from_millis(150));
                         match dev.self_test().into_result() {
                             Ok(r) => (
-                                if r.overflow { "ok (overflow flagged)" } else { "ok" }.to_string(),
+                                if r.overflow {
+                                    "ok (overflow flagged)"
+                                } else {
+                                    "ok"
+                                }
+                                .to_string(),
                                 Some(Reading {
                                     bus_mv: r.bus_mv,
                                     current_ma: r.current_ma,

@@ -14,9 +14,7 @@ use abi_stable::{
     std_types::{RResult, RSlice, RSliceMut},
 };
 use embedded_hal::i2c::{Error as _, ErrorKind, I2c as _, NoAcknowledgeSource};
-use labctl_plugin_api::{
-    wire, I2cBus, I2cBusBox, I2cBus_TO, I2cDeviceBox, I2cError, I2cErrorKind,
-};
+use labctl_plugin_api::{wire, I2cBus, I2cBusBox, I2cBus_TO, I2cDeviceBox, I2cError, I2cErrorKind};
 use linux_embedded_hal::I2cdev;
 
 use crate::clock;
@@ -108,10 +106,11 @@ impl I2cBus for SimBusHandle {
         buf: RSliceMut<'_, u8>,
     ) -> RResult<(), I2cError> {
         let bits = wire::write_read_bits(bytes.len() as u32, buf.len() as u32);
-        self.0.transfer(address, bits, |d, t| match d.on_write(t, bytes) {
-            RResult::ROk(()) => d.on_read(t, buf),
-            e => e,
-        })
+        self.0
+            .transfer(address, bits, |d, t| match d.on_write(t, bytes) {
+                RResult::ROk(()) => d.on_read(t, buf),
+                e => e,
+            })
     }
 }
 

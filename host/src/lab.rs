@@ -1,11 +1,7 @@
 //! Resolving a lab file against the loaded plugins: the checked lab, which boards and sensors are
 //! faulted (and why), and the buses, simulated chips and rails that sensors are opened on.
 
-use std::{
-    collections::HashMap,
-    path::Path,
-    sync::Arc,
-};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use lab_config::{BusKind, ErrorKind, Lab, Sensor};
 use labctl_plugin_api::PowerSensorBox;
@@ -69,7 +65,9 @@ impl Runtime {
         }
         for b in &rt.lab.boards {
             if rt.plugins.platform(&b.platform).is_none() {
-                let why = rt.plugins.why_missing(&format!("platform {:?}", b.platform));
+                let why = rt
+                    .plugins
+                    .why_missing(&format!("platform {:?}", b.platform));
                 rt.board_faults.insert(b.name.clone(), why);
             }
         }
@@ -77,7 +75,10 @@ impl Runtime {
     }
 
     pub fn sensor_is_simulated(&self, s: &Sensor) -> bool {
-        matches!(self.lab.bus(&s.bus).map(|b| &b.kind), Some(BusKind::Simulated) | None)
+        matches!(
+            self.lab.bus(&s.bus).map(|b| &b.kind),
+            Some(BusKind::Simulated) | None
+        )
     }
 }
 
@@ -219,11 +220,6 @@ pub fn cmd_check(file: &Path, json: bool) -> anyhow::Result<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(BadInput(format!(
-            "{} problem(s) in {}",
-            errors.len(),
-            file.display()
-        ))
-        .into())
+        Err(BadInput(format!("{} problem(s) in {}", errors.len(), file.display())).into())
     }
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::library::lib_header_from_path;
 use labctl_plugin_api::{
-    BoardProfile, ChipInfo, PlatformApiRef, PluginModRef, SensorApiRef, SensorConfig,
-    ABI_VERSION, LIBRARY_PREFIX,
+    BoardProfile, ChipInfo, PlatformApiRef, PluginModRef, SensorApiRef, SensorConfig, ABI_VERSION,
+    LIBRARY_PREFIX,
 };
 use serde::Serialize;
 
@@ -50,8 +50,7 @@ fn is_plugin_file(path: &Path) -> bool {
         return false;
     };
     let stem = name.strip_prefix("lib").unwrap_or(name);
-    stem.starts_with(LIBRARY_PREFIX)
-        && [".so", ".dylib", ".dll"].iter().any(|e| name.ends_with(e))
+    stem.starts_with(LIBRARY_PREFIX) && [".so", ".dylib", ".dll"].iter().any(|e| name.ends_with(e))
 }
 
 impl Plugins {

@@ -42,8 +42,7 @@ impl LockedState {
     pub fn open(path: &Path) -> anyhow::Result<LockedState> {
         let lock_path = path.with_extension("json.lock");
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let lock = File::options()
             .create(true)
@@ -117,7 +116,10 @@ pub fn drive(relay: &Relay, on: bool) -> anyhow::Result<()> {
             serial,
             channel,
         } => drive_usb_hid(*vid, *pid, serial.as_deref(), *channel, on).with_context(|| {
-            format!("relay {:?}: USB-HID {vid:04x}:{pid:04x} channel {channel}", relay.name)
+            format!(
+                "relay {:?}: USB-HID {vid:04x}:{pid:04x} channel {channel}",
+                relay.name
+            )
         }),
     }
 }
@@ -157,7 +159,9 @@ fn drive_usb_hid(
             // These boards keep their serial in the feature report, not the USB descriptor.
             let mut buf = [0u8; 8];
             handle.read_control(0xA1, 0x01, 0x0300, 0, &mut buf, timeout)?;
-            let got = String::from_utf8_lossy(&buf[..5]).trim_end_matches('\0').to_string();
+            let got = String::from_utf8_lossy(&buf[..5])
+                .trim_end_matches('\0')
+                .to_string();
             if got != want {
                 continue;
             }
@@ -172,9 +176,12 @@ fn drive_usb_hid(
 
 /// Switches a board's relay and records it.
 pub fn set_board_power(lab: &Lab, board: &str, on: bool) -> anyhow::Result<&'static str> {
-    let b = lab
-        .board(board)
-        .ok_or_else(|| BadInput(format!("no board named {board:?} in {}", lab.file.display())))?;
+    let b = lab.board(board).ok_or_else(|| {
+        BadInput(format!(
+            "no board named {board:?} in {}",
+            lab.file.display()
+        ))
+    })?;
     let relay_name = b
         .relay
         .as_ref()
@@ -219,7 +226,10 @@ pub fn cmd_power(
         }
     };
     let on = action != PowerAction::Off;
-    let relay = lab.board(board).and_then(|b| b.relay.clone()).unwrap_or_default();
+    let relay = lab
+        .board(board)
+        .and_then(|b| b.relay.clone())
+        .unwrap_or_default();
     if json {
         println!(
             "{}",

@@ -288,7 +288,10 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
                 dev,
                 Arc::new(Meta {
                     name: s.name.as_str().into(),
-                    board: rt.lab.board_of_sensor(&s.name).map(|b| b.name.as_str().into()),
+                    board: rt
+                        .lab
+                        .board_of_sensor(&s.name)
+                        .map(|b| b.name.as_str().into()),
                     simulated: rt.sensor_is_simulated(&s),
                     rate_hz: rate,
                 }),
@@ -365,10 +368,12 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
         }
         let reports: Vec<Report> = handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Report {
-                failed: Some("sampler thread panicked".into()),
-                ..Default::default()
-            }))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| Report {
+                    failed: Some("sampler thread panicked".into()),
+                    ..Default::default()
+                })
+            })
             .collect();
         (stored, reports)
     });
@@ -405,11 +410,17 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
             m.rate_hz,
             r.missed,
             r.errors,
-            r.failed.as_ref().map(|f| format!("  FAILED: {f}")).unwrap_or_default()
+            r.failed
+                .as_ref()
+                .map(|f| format!("  FAILED: {f}"))
+                .unwrap_or_default()
         );
     }
     if interrupted {
-        return Err(Failed(format!("interrupted: {stored} samples measured so far are stored")).into());
+        return Err(Failed(format!(
+            "interrupted: {stored} samples measured so far are stored"
+        ))
+        .into());
     }
     if !failures.is_empty() {
         return Err(Failed(format!("some sensors failed: {}", failures.join("; "))).into());

@@ -400,16 +400,20 @@ mod tests {
             let s = Store::open_at(&p, "test", 1).unwrap();
             assert_eq!(s.schema_version().unwrap(), 1);
             s.conn
-                .execute_batch("INSERT INTO power_samples VALUES (NULL, 's', 'b', 1, 5000, 100, 1, 5, true)")
+                .execute_batch(
+                    "INSERT INTO power_samples VALUES (NULL, 's', 'b', 1, 5000, 100, 1, 5, true)",
+                )
                 .unwrap();
         }
         let s = Store::open(&p, "test").unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         let (n, sid): (i64, Option<String>) = s
             .conn
-            .query_row("SELECT count(*), any_value(session_id) FROM power_samples", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT count(*), any_value(session_id) FROM power_samples",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         assert_eq!((n, sid), (1, None));
         // The view exists after migration.
@@ -456,6 +460,9 @@ mod tests {
         assert_eq!(p50, 15.0); // gaps 10 ms and 20 ms
         assert!((tps - 2.0 / 0.03).abs() < 1e-9);
         assert!((e - 4.0).abs() < 1e-9, "100 mW for 40 ms = 4 mJ, got {e}");
-        assert!((ept - 1.5).abs() < 1e-9, "3 mJ of decode over 2 intervals, got {ept}");
+        assert!(
+            (ept - 1.5).abs() < 1e-9,
+            "3 mJ of decode over 2 intervals, got {ept}"
+        );
     }
 }

@@ -219,7 +219,11 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         let simulated = b.simulated.as_ref().is_some_and(|s| *s.get_ref());
         let kind = match (&b.device, simulated) {
             (Some(d), true) => {
-                cx.err(d, format!("{f}.device"), "a bus is either `device = \"/dev/i2c-N\"` or `simulated = true`, not both");
+                cx.err(
+                    d,
+                    format!("{f}.device"),
+                    "a bus is either `device = \"/dev/i2c-N\"` or `simulated = true`, not both",
+                );
                 BusKind::Simulated
             }
             (Some(d), false) => {
@@ -230,11 +234,19 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
             }
             (None, true) => BusKind::Simulated,
             (None, false) => {
-                cx.err(&b.name, format!("{f}.device"), "a bus needs `device = \"/dev/i2c-N\"` or `simulated = true`");
+                cx.err(
+                    &b.name,
+                    format!("{f}.device"),
+                    "a bus needs `device = \"/dev/i2c-N\"` or `simulated = true`",
+                );
                 BusKind::Simulated
             }
         };
-        let freq = b.frequency_hz.as_ref().map(|v| *v.get_ref()).unwrap_or(DEFAULT_FREQUENCY_HZ);
+        let freq = b
+            .frequency_hz
+            .as_ref()
+            .map(|v| *v.get_ref())
+            .unwrap_or(DEFAULT_FREQUENCY_HZ);
         if let Some(fz) = &b.frequency_hz {
             if !(1_000..=3_400_000).contains(fz.get_ref()) {
                 cx.err(fz, format!("{f}.frequency_hz"), format!("{} Hz: I2C runs between 1 kHz and 3.4 MHz (100000 standard, 400000 fast mode)", fz.get_ref()));
@@ -246,7 +258,11 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
             kind,
             frequency_hz: freq,
             loc,
-            frequency_loc: b.frequency_hz.as_ref().map(|v| cx.loc(v.span().start)).unwrap_or(loc),
+            frequency_loc: b
+                .frequency_hz
+                .as_ref()
+                .map(|v| cx.loc(v.span().start))
+                .unwrap_or(loc),
         });
     }
 
@@ -259,13 +275,21 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         let drv = *r.driver.get_ref();
         let only = |cx: &mut Ctx, v: Option<&S<String>>, key: &str, for_: &str| {
             if let Some(v) = v {
-                cx.err(v, format!("{f}.{key}"), format!("`{key}` applies only to driver = \"{for_}\""));
+                cx.err(
+                    v,
+                    format!("{f}.{key}"),
+                    format!("`{key}` applies only to driver = \"{for_}\""),
+                );
             }
         };
         macro_rules! only_num {
             ($cx:expr, $v:expr, $key:literal, $for_:literal) => {
                 if let Some(v) = $v {
-                    $cx.err(v, format!("{f}.{}", $key), format!("`{}` applies only to driver = \"{}\"", $key, $for_));
+                    $cx.err(
+                        v,
+                        format!("{f}.{}", $key),
+                        format!("`{}` applies only to driver = \"{}\"", $key, $for_),
+                    );
                 }
             };
         }
@@ -278,21 +302,37 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                 let chip = match &r.chip {
                     Some(c) => {
                         let c = c.get_ref();
-                        if c.starts_with('/') { PathBuf::from(c) } else { PathBuf::from(format!("/dev/{c}")) }
+                        if c.starts_with('/') {
+                            PathBuf::from(c)
+                        } else {
+                            PathBuf::from(format!("/dev/{c}"))
+                        }
                     }
                     None => {
-                        cx.err(&r.name, format!("{f}.chip"), "a gpio relay needs `chip` (e.g. \"gpiochip0\")");
+                        cx.err(
+                            &r.name,
+                            format!("{f}.chip"),
+                            "a gpio relay needs `chip` (e.g. \"gpiochip0\")",
+                        );
                         PathBuf::new()
                     }
                 };
                 let line = match &r.line {
                     Some(l) => *l.get_ref(),
                     None => {
-                        cx.err(&r.name, format!("{f}.line"), "a gpio relay needs `line` (the GPIO line offset, e.g. 17 for BCM 17)");
+                        cx.err(
+                            &r.name,
+                            format!("{f}.line"),
+                            "a gpio relay needs `line` (the GPIO line offset, e.g. 17 for BCM 17)",
+                        );
                         0
                     }
                 };
-                RelayDriver::Gpio { chip, line, active_low: r.active_low.as_ref().map(|v| *v.get_ref()).unwrap_or(false) }
+                RelayDriver::Gpio {
+                    chip,
+                    line,
+                    active_low: r.active_low.as_ref().map(|v| *v.get_ref()).unwrap_or(false),
+                }
             }
             RawRelayDriver::UsbHid => {
                 only(&mut cx, r.chip.as_ref(), "chip", "gpio");
@@ -300,19 +340,36 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                 only_num!(cx, &r.active_low, "active_low", "gpio");
                 let need = |cx: &mut Ctx, v: Option<u16>, key: &str| {
                     if v.is_none() {
-                        cx.err(&r.name, format!("{f}.{key}"), format!("a usb-hid relay needs `{key}`"));
+                        cx.err(
+                            &r.name,
+                            format!("{f}.{key}"),
+                            format!("a usb-hid relay needs `{key}`"),
+                        );
                     }
                     v.unwrap_or(0)
                 };
                 let vid = need(&mut cx, r.vid.as_ref().map(|v| *v.get_ref()), "vid");
                 let pid = need(&mut cx, r.pid.as_ref().map(|v| *v.get_ref()), "pid");
-                let channel = need(&mut cx, r.channel.as_ref().map(|v| u16::from(*v.get_ref())), "channel") as u8;
+                let channel = need(
+                    &mut cx,
+                    r.channel.as_ref().map(|v| u16::from(*v.get_ref())),
+                    "channel",
+                ) as u8;
                 if let Some(c) = &r.channel {
                     if !(1..=8).contains(c.get_ref()) {
-                        cx.err(c, format!("{f}.channel"), "USB-HID relay channels are numbered 1-8");
+                        cx.err(
+                            c,
+                            format!("{f}.channel"),
+                            "USB-HID relay channels are numbered 1-8",
+                        );
                     }
                 }
-                RelayDriver::UsbHid { vid, pid, serial: r.serial.as_ref().map(|s| s.get_ref().clone()), channel }
+                RelayDriver::UsbHid {
+                    vid,
+                    pid,
+                    serial: r.serial.as_ref().map(|s| s.get_ref().clone()),
+                    channel,
+                }
             }
             RawRelayDriver::Simulated => {
                 only(&mut cx, r.chip.as_ref(), "chip", "gpio");
@@ -331,12 +388,23 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                 *active_low = false;
             }
             if let Some(other) = channels.get(&key) {
-                cx.err(&r.name, format!("{f}"), format!("relay {:?} drives the same physical channel as relay {other:?}", r.name.get_ref()));
+                cx.err(
+                    &r.name,
+                    format!("{f}"),
+                    format!(
+                        "relay {:?} drives the same physical channel as relay {other:?}",
+                        r.name.get_ref()
+                    ),
+                );
             } else {
                 channels.insert(key, r.name.get_ref().clone());
             }
         }
-        relays.push(Relay { name: r.name.get_ref().clone(), driver, loc: cx.loc(r.name.span().start) });
+        relays.push(Relay {
+            name: r.name.get_ref().clone(),
+            driver,
+            loc: cx.loc(r.name.span().start),
+        });
     }
 
     // Sensors.
@@ -346,26 +414,56 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         let s = ss.get_ref();
         let f = format!("sensors[{i}]");
         if !bus_names.contains(s.bus.get_ref()) {
-            cx.err(&s.bus, format!("{f}.bus"), format!("no bus named {:?} (buses: {})", s.bus.get_ref(), list(&bus_names)));
+            cx.err(
+                &s.bus,
+                format!("{f}.bus"),
+                format!(
+                    "no bus named {:?} (buses: {})",
+                    s.bus.get_ref(),
+                    list(&bus_names)
+                ),
+            );
         }
         let addr = *s.address.get_ref();
         if !(0x08..=0x77).contains(&addr) {
-            cx.err(&s.address, format!("{f}.address"), format!("{addr:#04x} is not a usable 7-bit I2C address (0x08-0x77)"));
+            cx.err(
+                &s.address,
+                format!("{f}.address"),
+                format!("{addr:#04x} is not a usable 7-bit I2C address (0x08-0x77)"),
+            );
         }
         if let Some(other) = addresses.get(&(s.bus.get_ref().clone(), addr)) {
-            cx.err(&s.address, format!("{f}.address"), format!("sensor {other:?} already uses address {addr:#04x} on bus {:?}", s.bus.get_ref()));
+            cx.err(
+                &s.address,
+                format!("{f}.address"),
+                format!(
+                    "sensor {other:?} already uses address {addr:#04x} on bus {:?}",
+                    s.bus.get_ref()
+                ),
+            );
         } else {
             addresses.insert((s.bus.get_ref().clone(), addr), s.name.get_ref().clone());
         }
-        for (v, key) in [(&s.shunt_ohms, "shunt_ohms"), (&s.max_current_a, "max_current_a")] {
+        for (v, key) in [
+            (&s.shunt_ohms, "shunt_ohms"),
+            (&s.max_current_a, "max_current_a"),
+        ] {
             if !(v.get_ref().is_finite() && *v.get_ref() > 0.0) {
-                cx.err(v, format!("{f}.{key}"), format!("{} must be a positive number", v.get_ref()));
+                cx.err(
+                    v,
+                    format!("{f}.{key}"),
+                    format!("{} must be a positive number", v.get_ref()),
+                );
             }
         }
         let rate = s.rate_hz.as_ref().map(|v| *v.get_ref()).unwrap_or(100.0);
         if let Some(r) = &s.rate_hz {
             if !(r.get_ref().is_finite() && *r.get_ref() > 0.0 && *r.get_ref() <= 100_000.0) {
-                cx.err(r, format!("{f}.rate_hz"), format!("{} Hz: a rate is positive and at most 100000", r.get_ref()));
+                cx.err(
+                    r,
+                    format!("{f}.rate_hz"),
+                    format!("{} Hz: a rate is positive and at most 100000", r.get_ref()),
+                );
             }
         }
         let loc = cx.loc(s.name.span().start);
@@ -382,7 +480,11 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
             field: f,
             loc,
             chip_loc: cx.loc(s.chip.span().start),
-            rate_loc: s.rate_hz.as_ref().map(|v| cx.loc(v.span().start)).unwrap_or(loc),
+            rate_loc: s
+                .rate_hz
+                .as_ref()
+                .map(|v| cx.loc(v.span().start))
+                .unwrap_or(loc),
         });
     }
 
@@ -395,7 +497,15 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         let f = format!("boards[{i}]");
         if let Some(r) = &b.relay {
             if !relay_names.contains(r.get_ref()) {
-                cx.err(r, format!("{f}.relay"), format!("no relay named {:?} (relays: {})", r.get_ref(), list(&relay_names)));
+                cx.err(
+                    r,
+                    format!("{f}.relay"),
+                    format!(
+                        "no relay named {:?} (relays: {})",
+                        r.get_ref(),
+                        list(&relay_names)
+                    ),
+                );
             } else if let Some(other) = relay_users.get(r.get_ref()) {
                 cx.err(r, format!("{f}.relay"), format!("relay {:?} already switches board {other:?}; a relay is one channel for one board", r.get_ref()));
             } else {
@@ -404,9 +514,21 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         }
         if let Some(s) = &b.sensor {
             if !sensor_names.contains(s.get_ref()) {
-                cx.err(s, format!("{f}.sensor"), format!("no sensor named {:?} (sensors: {})", s.get_ref(), list(&sensor_names)));
+                cx.err(
+                    s,
+                    format!("{f}.sensor"),
+                    format!(
+                        "no sensor named {:?} (sensors: {})",
+                        s.get_ref(),
+                        list(&sensor_names)
+                    ),
+                );
             } else if let Some(other) = sensor_users.get(s.get_ref()) {
-                cx.err(s, format!("{f}.sensor"), format!("sensor {:?} already measures board {other:?}", s.get_ref()));
+                cx.err(
+                    s,
+                    format!("{f}.sensor"),
+                    format!("sensor {:?} already measures board {other:?}", s.get_ref()),
+                );
             } else {
                 sensor_users.insert(s.get_ref().clone(), b.name.get_ref().clone());
             }
@@ -426,10 +548,16 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         });
     }
 
-    let mqtt = raw.mqtt.as_ref().map(|m| mqtt(&mut cx, m, &dir, raw.name.get_ref()));
+    let mqtt = raw
+        .mqtt
+        .as_ref()
+        .map(|m| mqtt(&mut cx, m, &dir, raw.name.get_ref()));
 
     let plugin_dirs = raw.plugin_dirs.as_ref().map(|d| {
-        d.get_ref().iter().map(|p| resolve(&dir, p.get_ref())).collect()
+        d.get_ref()
+            .iter()
+            .map(|p| resolve(&dir, p.get_ref()))
+            .collect()
     });
     let storage_path = raw
         .storage
@@ -458,15 +586,30 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
 
 fn mqtt(cx: &mut Ctx, sm: &S<crate::raw::RawMqtt>, dir: &Path, lab: &str) -> Mqtt {
     let m = sm.get_ref();
-    let mode_v = m.mode.as_ref().map(|v| *v.get_ref()).unwrap_or(RawMqttMode::Embedded);
+    let mode_v = m
+        .mode
+        .as_ref()
+        .map(|v| *v.get_ref())
+        .unwrap_or(RawMqttMode::Embedded);
     let mode = match mode_v {
         RawMqttMode::Embedded => {
             if let Some(u) = &m.url {
-                cx.err(u, "mqtt.url", "`url` is for mode = \"external\"; the embedded broker uses `listen`");
+                cx.err(
+                    u,
+                    "mqtt.url",
+                    "`url` is for mode = \"external\"; the embedded broker uses `listen`",
+                );
             }
             let listen = match &m.listen {
                 Some(l) => l.get_ref().parse::<SocketAddr>().unwrap_or_else(|_| {
-                    cx.err(l, "mqtt.listen", format!("{:?} is not an address:port such as \"127.0.0.1:1883\"", l.get_ref()));
+                    cx.err(
+                        l,
+                        "mqtt.listen",
+                        format!(
+                            "{:?} is not an address:port such as \"127.0.0.1:1883\"",
+                            l.get_ref()
+                        ),
+                    );
                     DEFAULT_MQTT_LISTEN.parse().expect("default parses")
                 }),
                 None => DEFAULT_MQTT_LISTEN.parse().expect("default parses"),
@@ -475,33 +618,65 @@ fn mqtt(cx: &mut Ctx, sm: &S<crate::raw::RawMqtt>, dir: &Path, lab: &str) -> Mqt
         }
         RawMqttMode::External => {
             if let Some(l) = &m.listen {
-                cx.err(l, "mqtt.listen", "`listen` is for mode = \"embedded\"; an external broker is reached at `url`");
+                cx.err(
+                    l,
+                    "mqtt.listen",
+                    "`listen` is for mode = \"embedded\"; an external broker is reached at `url`",
+                );
             }
             match &m.url {
                 Some(u) => {
                     let url = u.get_ref();
                     let tls = url.starts_with("mqtts://");
-                    let rest = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("mqtts://"));
+                    let rest = url
+                        .strip_prefix("mqtt://")
+                        .or_else(|| url.strip_prefix("mqtts://"));
                     match rest {
                         Some(hp) if !hp.is_empty() && !hp.contains('/') => {}
-                        _ => cx.err(u, "mqtt.url", format!("{url:?}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")),
+                        _ => cx.err(
+                            u,
+                            "mqtt.url",
+                            format!("{url:?}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"),
+                        ),
                     }
-                    MqttMode::External { url: url.clone(), tls }
+                    MqttMode::External {
+                        url: url.clone(),
+                        tls,
+                    }
                 }
                 None => {
-                    let at = m.mode.as_ref().map(|v| v.span().start).unwrap_or(sm.span().start);
+                    let at = m
+                        .mode
+                        .as_ref()
+                        .map(|v| v.span().start)
+                        .unwrap_or(sm.span().start);
                     let loc = cx.loc(at);
-                    cx.push(loc, "mqtt.url", "mode = \"external\" needs `url` (mqtt://HOST:PORT or mqtts://HOST:PORT)");
-                    MqttMode::External { url: String::new(), tls: false }
+                    cx.push(
+                        loc,
+                        "mqtt.url",
+                        "mode = \"external\" needs `url` (mqtt://HOST:PORT or mqtts://HOST:PORT)",
+                    );
+                    MqttMode::External {
+                        url: String::new(),
+                        tls: false,
+                    }
                 }
             }
         }
     };
     if let (Some(_), Some(f)) = (&m.password_env, &m.password_file) {
-        cx.err(f, "mqtt.password_file", "give either `password_env` or `password_file`, not both");
+        cx.err(
+            f,
+            "mqtt.password_file",
+            "give either `password_env` or `password_file`, not both",
+        );
     }
     if (m.password_env.is_some() || m.password_file.is_some()) && m.username.is_none() {
-        let v = m.password_env.as_ref().or(m.password_file.as_ref()).expect("one is set");
+        let v = m
+            .password_env
+            .as_ref()
+            .or(m.password_file.as_ref())
+            .expect("one is set");
         cx.err(v, "mqtt.username", "a password needs a `username`");
     }
     match (&m.cert, &m.key) {
@@ -512,15 +687,29 @@ fn mqtt(cx: &mut Ctx, sm: &S<crate::raw::RawMqtt>, dir: &Path, lab: &str) -> Mqt
     if let MqttMode::Embedded { .. } = mode {
         for (v, k) in [(&m.ca, "ca"), (&m.cert, "cert"), (&m.key, "key")] {
             if let Some(v) = v {
-                cx.err(v, format!("mqtt.{k}"), format!("`{k}` (TLS) applies to mode = \"external\" with an mqtts:// url"));
+                cx.err(
+                    v,
+                    format!("mqtt.{k}"),
+                    format!("`{k}` (TLS) applies to mode = \"external\" with an mqtts:// url"),
+                );
             }
         }
     }
-    let prefix = m.prefix.as_ref().map(|p| p.get_ref().clone()).unwrap_or_else(|| format!("labctl/{lab}"));
+    let prefix = m
+        .prefix
+        .as_ref()
+        .map(|p| p.get_ref().clone())
+        .unwrap_or_else(|| format!("labctl/{lab}"));
     if let Some(p) = &m.prefix {
         let s = p.get_ref();
         if s.is_empty() || s.contains(['+', '#']) || s.starts_with('/') || s.ends_with('/') {
-            cx.err(p, "mqtt.prefix", format!("{s:?}: a topic prefix has no wildcards (+ #) and no leading or trailing '/'"));
+            cx.err(
+                p,
+                "mqtt.prefix",
+                format!(
+                    "{s:?}: a topic prefix has no wildcards (+ #) and no leading or trailing '/'"
+                ),
+            );
         }
     }
     Mqtt {
@@ -549,17 +738,41 @@ fn list(names: &HashSet<String>) -> String {
 pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
     let mut errors = vec![];
     let mut push = |loc: Loc, field: String, message: String, kind: ErrorKind| {
-        errors.push(ConfigError { file: lab.file.clone(), loc, field, message, kind });
+        errors.push(ConfigError {
+            file: lab.file.clone(),
+            loc,
+            field,
+            message,
+            kind,
+        });
     };
     let chips = catalog.chips();
     let mut bus_load: HashMap<&str, Vec<(&str, f64, u32)>> = HashMap::new();
     for s in &lab.sensors {
         if !chips.contains(&s.chip) {
-            push(s.chip_loc, format!("{}.chip", s.field), format!("no loaded sensor plugin provides chip {:?} (available: {})", s.chip, if chips.is_empty() { "none".into() } else { chips.join(", ") }), ErrorKind::Unresolved);
+            push(
+                s.chip_loc,
+                format!("{}.chip", s.field),
+                format!(
+                    "no loaded sensor plugin provides chip {:?} (available: {})",
+                    s.chip,
+                    if chips.is_empty() {
+                        "none".into()
+                    } else {
+                        chips.join(", ")
+                    }
+                ),
+                ErrorKind::Unresolved,
+            );
             continue;
         }
         match catalog.sensor_timing(s) {
-            Err(m) => push(s.loc, s.field.clone(), format!("sensor {:?}: {m}", s.name), ErrorKind::Invalid),
+            Err(m) => push(
+                s.loc,
+                s.field.clone(),
+                format!("sensor {:?}: {m}", s.name),
+                ErrorKind::Invalid,
+            ),
             Ok(t) => {
                 let max_hz = 1e6 / t.min_period_us;
                 if s.rate_hz > max_hz * (1.0 + 1e-9) {
@@ -567,15 +780,24 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
                         "{} Hz is faster than the {} delivers at adc_bits = {}, averaging = {}: one sample takes {:.0} µs (at most {:.1} Hz); lower rate_hz, adc_bits or averaging",
                         s.rate_hz, s.chip, s.adc_bits, s.averaging, t.min_period_us, max_hz), ErrorKind::Invalid);
                 }
-                bus_load.entry(s.bus.as_str()).or_default().push((&s.name, s.rate_hz, t.bus_bits_per_sample));
+                bus_load.entry(s.bus.as_str()).or_default().push((
+                    &s.name,
+                    s.rate_hz,
+                    t.bus_bits_per_sample,
+                ));
             }
         }
     }
     for b in &lab.buses {
-        let Some(load) = bus_load.get(b.name.as_str()) else { continue };
+        let Some(load) = bus_load.get(b.name.as_str()) else {
+            continue;
+        };
         let need: f64 = load.iter().map(|(_, r, bits)| r * f64::from(*bits)).sum();
         if need > f64::from(b.frequency_hz) {
-            let parts: Vec<String> = load.iter().map(|(n, r, bits)| format!("{n}: {r} Hz × {bits}")).collect();
+            let parts: Vec<String> = load
+                .iter()
+                .map(|(n, r, bits)| format!("{n}: {r} Hz × {bits}"))
+                .collect();
             push(b.frequency_loc, format!("buses[{}].frequency_hz", lab.buses.iter().position(|x| x.name == b.name).unwrap_or(0)), format!(
                 "bus {:?} at {} Hz cannot carry its sensors' register reads: they need {:.0} clock cycles/s ({}), {:.0}% of the bus; raise frequency_hz (400000 is fast mode) or lower rates",
                 b.name, b.frequency_hz, need, parts.join(", "), 100.0 * need / f64::from(b.frequency_hz)), ErrorKind::Invalid);
@@ -583,8 +805,26 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
     }
     for b in &lab.boards {
         match catalog.platform_profiles(&b.platform) {
-            None => push(b.platform_loc, format!("{}.platform", b.field), format!("no loaded platform plugin provides platform {:?}", b.platform), ErrorKind::Unresolved),
-            Some(profiles) if !profiles.contains(&b.profile) => push(b.profile_loc, format!("{}.profile", b.field), format!("platform {:?} has no profile {:?} (profiles: {})", b.platform, b.profile, profiles.join(", ")), ErrorKind::Invalid),
+            None => push(
+                b.platform_loc,
+                format!("{}.platform", b.field),
+                format!(
+                    "no loaded platform plugin provides platform {:?}",
+                    b.platform
+                ),
+                ErrorKind::Unresolved,
+            ),
+            Some(profiles) if !profiles.contains(&b.profile) => push(
+                b.profile_loc,
+                format!("{}.profile", b.field),
+                format!(
+                    "platform {:?} has no profile {:?} (profiles: {})",
+                    b.platform,
+                    b.profile,
+                    profiles.join(", ")
+                ),
+                ErrorKind::Invalid,
+            ),
             Some(_) => {}
         }
     }

@@ -13,8 +13,7 @@
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
-    package_version_strings,
-    sabi_trait,
+    package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
     std_types::{RBox, ROption, RResult, RSlice, RSliceMut, RString, RVec},
     StableAbi,
@@ -268,8 +267,10 @@ pub struct SensorApi {
     /// Validates a configuration and tells what a sample costs. Called by `config check`.
     pub timing: extern "C" fn(config: &SensorConfig) -> RResult<SensorTiming, PluginError>,
     /// Configures and calibrates the chip on the lent bus.
-    pub open:
-        extern "C" fn(bus: I2cBusBox, config: &SensorConfig) -> RResult<PowerSensorBox, PluginError>,
+    pub open: extern "C" fn(
+        bus: I2cBusBox,
+        config: &SensorConfig,
+    ) -> RResult<PowerSensorBox, PluginError>,
     /// A register-level simulated chip for a simulated bus, fed by `rail`.
     #[sabi(last_prefix_field)]
     pub simulate: extern "C" fn(
@@ -352,4 +353,3 @@ pub fn plugin_info(name: &str, version: &str, description: &str) -> PluginInfo {
         description: description.into(),
     }
 }
-

@@ -29,11 +29,17 @@ impl ErrorType for BusAdapter {
 
 impl I2c<SevenBitAddress> for BusAdapter {
     fn write(&mut self, address: u8, bytes: &[u8]) -> Result<(), BusError> {
-        self.0.write(address, bytes.into()).into_result().map_err(BusError)
+        self.0
+            .write(address, bytes.into())
+            .into_result()
+            .map_err(BusError)
     }
 
     fn read(&mut self, address: u8, buf: &mut [u8]) -> Result<(), BusError> {
-        self.0.read(address, buf.into()).into_result().map_err(BusError)
+        self.0
+            .read(address, buf.into())
+            .into_result()
+            .map_err(BusError)
     }
 
     fn write_read(&mut self, address: u8, bytes: &[u8], buf: &mut [u8]) -> Result<(), BusError> {

@@ -295,7 +295,12 @@ impl PowerSensor for Ina219 {
 }
 
 extern "C" fn open(bus: I2cBusBox, cfg: &SensorConfig) -> RResult<PowerSensorBox, PluginError> {
-    guard(|| Ok(PowerSensor_TO::from_value(Ina219::open(bus, cfg)?, TD_Opaque)))
+    guard(|| {
+        Ok(PowerSensor_TO::from_value(
+            Ina219::open(bus, cfg)?,
+            TD_Opaque,
+        ))
+    })
 }
 
 /// The simulated chip as a device on the host's simulated bus.

@@ -368,7 +368,8 @@ mod tests {
         let mut c = SimIna219::new(rail(0.012_34, 5.0), 1.0);
         // 9-bit shunt and bus, continuous both: 168 µs cycle; shunt step 80 µV.
         let cfg: u16 = (0b11 << 11) | (0b0000 << 7) | (0b0000 << 3) | 0b111;
-        c.write(0, &[REG_CONFIG, (cfg >> 8) as u8, cfg as u8]).unwrap();
+        c.write(0, &[REG_CONFIG, (cfg >> 8) as u8, cfg as u8])
+            .unwrap();
         assert_eq!(reg(&mut c, 167_000, REG_BUS) & 0b10, 0);
         assert_ne!(reg(&mut c, 168_000, REG_BUS) & 0b10, 0);
         let shunt = reg(&mut c, 168_000, REG_SHUNT) as i16;
@@ -380,10 +381,15 @@ mod tests {
     fn triggered_mode_converts_once() {
         let mut c = SimIna219::new(rail(0.05, 3.3), 0.1);
         let cfg: u16 = CONFIG_DEFAULT & !0b111 | 0b011;
-        c.write(0, &[REG_CONFIG, (cfg >> 8) as u8, cfg as u8]).unwrap();
+        c.write(0, &[REG_CONFIG, (cfg >> 8) as u8, cfg as u8])
+            .unwrap();
         assert_ne!(reg(&mut c, 1_100_000, REG_BUS) & 0b10, 0);
         reg(&mut c, 1_100_000, REG_POWER);
-        assert_eq!(reg(&mut c, 5_000_000, REG_BUS) & 0b10, 0, "no new conversion");
+        assert_eq!(
+            reg(&mut c, 5_000_000, REG_BUS) & 0b10,
+            0,
+            "no new conversion"
+        );
     }
 
     #[test]

@@ -108,7 +108,11 @@ fn driver_reads_rail_within_one_lsb_across_calibrations() {
             let cal = f64::from(((0.04096 / (lsb_ua * 1e-6 * ohms)).trunc() as u32) & !1);
             let shunt_counts = (amps * ohms / 10e-6).round();
             let reg = (shunt_counts * cal / 4096.0).trunc();
-            assert_eq!(s.current_ma, reg * lsb_ua / 1000.0, "current register arithmetic");
+            assert_eq!(
+                s.current_ma,
+                reg * lsb_ua / 1000.0,
+                "current register arithmetic"
+            );
             let want_ma = amps * 1000.0;
             let tol = current_lsb_ma + 2.0 * want_ma / cal + 0.01 / ohms;
             assert!(
@@ -148,7 +152,10 @@ fn shunt_over_range_is_flagged() {
 fn invalid_configurations_are_refused() {
     use labctl_sensor_ina219::sensor_timing;
     assert!(sensor_timing(&cfg(0.1, 3.2, 13)).is_err());
-    assert!(sensor_timing(&cfg(1.0, 1.0, 12)).is_err(), "1 V across the shunt");
+    assert!(
+        sensor_timing(&cfg(1.0, 1.0, 12)).is_err(),
+        "1 V across the shunt"
+    );
     let mut c = cfg(0.1, 3.2, 11);
     c.averaging = 4;
     assert!(sensor_timing(&c).is_err(), "averaging needs 12-bit");

@@ -1,0 +1,220 @@
+//! Deterministic model generation (host side, `std` feature): the weights of a preset come from a
+//! seeded PRNG as f32 master weights and are then quantized, so every quantization of one preset
+//! and seed is the same model at a different precision.
+
+extern crate std;
+use std::vec::Vec;
+
+use crate::model::{Config, HEADER_LEN};
+use crate::quant::{blocks_per_row, quantize_block, GROUP};
+
+/// SplitMix64: small, fast, and the same on every platform.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    /// Approximately normal (sum of four uniforms), unit variance.
+    pub fn normal(&mut self) -> f32 {
+        (self.uniform() + self.uniform() + self.uniform() + self.uniform()) * 0.866_025_4
+    }
+}
+
+fn push_f32s(out: &mut Vec<u8>, v: impl IntoIterator<Item = f32>) {
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// Appends a `rows × cols` matrix of normal weights with standard deviation `std`, quantized row
+/// by row in whole blocks.
+fn push_matrix(out: &mut Vec<u8>, cfg: &Config, rng: &mut Rng, rows: usize, cols: usize, std: f32) {
+    let bb = cfg.quant.block_bytes();
+    let mut row = std::vec![0f32; blocks_per_row(cols) * GROUP];
+    for _ in 0..rows {
+        for (i, w) in row.iter_mut().enumerate() {
+            *w = if i < cols { rng.normal() * std } else { 0.0 };
+        }
+        for blk in row.chunks(GROUP) {
+            let start = out.len();
+            out.resize(start + bb, 0);
+            quantize_block(cfg.quant, blk, &mut out[start..]);
+        }
+    }
+}
+
+/// The whole model file for `cfg`, deterministic in `seed`.
+pub fn generate(cfg: &Config, seed: u64) -> Vec<u8> {
+    let layout = cfg.layout();
+    let mut out = Vec::with_capacity(layout.total);
+    out.extend_from_slice(&cfg.header());
+    debug_assert_eq!(out.len(), HEADER_LEN);
+    // RoPE table, theta = 10000.
+    let hd = cfg.head_dim();
+    for pos in 0..cfg.seq_len as usize {
+        for i in 0..hd / 2 {
+            let freq = 1.0 / 10000f64.powf(2.0 * i as f64 / hd as f64);
+            let a = pos as f64 * freq;
+            push_f32s(&mut out, [a.cos() as f32, a.sin() as f32]);
+        }
+    }
+    let (d, h, kv, v) = (
+        cfg.dim as usize,
+        cfg.hidden_dim as usize,
+        cfg.kv_dim(),
+        cfg.vocab_size as usize,
+    );
+    let mut rng = Rng::new(seed);
+    let sd = 1.0 / (d as f32).sqrt();
+    let sh = 1.0 / (h as f32).sqrt();
+    push_matrix(&mut out, cfg, &mut rng, v, d, 1.0);
+    for _ in 0..cfg.n_layers {
+        push_f32s(&mut out, (0..d).map(|_| 1.0));
+        push_matrix(&mut out, cfg, &mut rng, d, d, sd);
+        push_matrix(&mut out, cfg, &mut rng, kv, d, sd);
+        push_matrix(&mut out, cfg, &mut rng, kv, d, sd);
+        push_matrix(&mut out, cfg, &mut rng, d, d, sd);
+        push_f32s(&mut out, (0..d).map(|_| 1.0));
+        push_matrix(&mut out, cfg, &mut rng, h, d, sd);
+        push_matrix(&mut out, cfg, &mut rng, d, h, sh);
+        push_matrix(&mut out, cfg, &mut rng, h, d, sd);
+    }
+    push_f32s(&mut out, (0..d).map(|_| 1.0));
+    if !cfg.shared_classifier {
+        push_matrix(&mut out, cfg, &mut rng, v, d, sd * 4.0);
+    }
+    debug_assert_eq!(out.len(), layout.total);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::{argmax, forward, sizes, Clock, OpCycles, State};
+    use crate::model::Model;
+    use crate::quant::Quant;
+
+    struct Count(u64);
+    impl Clock for Count {
+        fn cycles(&mut self) -> u64 {
+            self.0 += 1;
+            self.0
+        }
+    }
+
+    pub fn tiny(quant: Quant) -> Config {
+        Config {
+            dim: 64,
+            hidden_dim: 172,
+            n_layers: 2,
+            n_heads: 8,
+            n_kv_heads: 4,
+            vocab_size: 512,
+            seq_len: 64,
+            quant,
+            shared_classifier: false,
+            norm_eps: 1e-5,
+        }
+    }
+
+    fn run(bytes: &[u8], prompt: &[u32], n: usize) -> std::vec::Vec<u32> {
+        let m = Model::from_bytes(bytes).unwrap();
+        let s = sizes(&m.cfg, 32);
+        let (mut f, mut i, mut j) = (
+            std::vec![0f32; s.f32s],
+            std::vec![0i8; s.i8s],
+            std::vec![0i32; s.i32s],
+        );
+        let mut st = State::new(&m.cfg, 32, &mut f, &mut i, &mut j).unwrap();
+        let (mut clk, mut ops) = (Count(0), OpCycles::default());
+        let mut out = std::vec![];
+        let mut tok = prompt[0];
+        for pos in 0..prompt.len() + n - 1 {
+            forward(&m, &mut st, tok, pos, &mut clk, &mut ops).unwrap();
+            tok = if pos + 1 < prompt.len() {
+                prompt[pos + 1]
+            } else {
+                argmax(st.logits)
+            };
+            if pos + 1 >= prompt.len() {
+                out.push(tok);
+            }
+        }
+        assert!(ops.matmul > 0 && ops.attention > 0 && ops.norm > 0);
+        out
+    }
+
+    #[test]
+    fn generated_models_load_and_run_deterministically() {
+        for q in Quant::ALL {
+            let cfg = tiny(q);
+            let bytes = generate(&cfg, 7);
+            assert_eq!(bytes.len(), cfg.layout().total);
+            let a = run(&bytes, &[1, 2, 3], 8);
+            let b = run(&bytes, &[1, 2, 3], 8);
+            assert_eq!(a, b, "{}", q.name());
+        }
+    }
+
+    #[test]
+    fn corrupt_headers_are_rejected() {
+        let bytes = generate(&tiny(Quant::Q8_0), 1);
+        assert!(Model::from_bytes(&bytes[..40]).is_err());
+        assert!(Model::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut b = bytes.clone();
+        b[9] ^= 1;
+        assert!(Model::from_bytes(&b).is_err());
+        b = bytes.clone();
+        b[0] = b'X';
+        assert!(Model::from_bytes(&b).is_err());
+    }
+
+    #[test]
+    fn q8_agrees_with_f32_under_teacher_forcing() {
+        let seq: std::vec::Vec<u32> = (0..48).map(|i| (i * 37 + 11) % 512).collect();
+        let top1 = |bytes: &[u8]| -> std::vec::Vec<u32> {
+            let m = Model::from_bytes(bytes).unwrap();
+            let s = sizes(&m.cfg, 64);
+            let (mut f, mut i, mut j) = (
+                std::vec![0f32; s.f32s],
+                std::vec![0i8; s.i8s],
+                std::vec![0i32; s.i32s],
+            );
+            let mut st = State::new(&m.cfg, 64, &mut f, &mut i, &mut j).unwrap();
+            let (mut clk, mut ops) = (Count(0), OpCycles::default());
+            seq.iter()
+                .enumerate()
+                .map(|(pos, &t)| {
+                    forward(&m, &mut st, t, pos, &mut clk, &mut ops).unwrap();
+                    argmax(st.logits)
+                })
+                .collect()
+        };
+        let reference = top1(&generate(&tiny(Quant::F32), 3));
+        for q in [Quant::Q8_0, Quant::Q4_0, Quant::Q3, Quant::Q2] {
+            let got = top1(&generate(&tiny(q), 3));
+            let agree = got.iter().zip(&reference).filter(|(a, b)| a == b).count() as f64
+                / seq.len() as f64;
+            std::println!(
+                "{}: top-1 agreement with f32 {:.1}%",
+                q.name(),
+                agree * 100.0
+            );
+            if q == Quant::Q8_0 {
+                assert!(agree >= 0.95, "q8_0 agreement {agree}");
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Group-wise weight quantization: block layouts, quantizers (used by `labctl model gen`) and the
+//! integer dot-product kernels (used by the firmware). Every block covers [`GROUP`] weights.
+//!
+//! | quant | block bytes | layout | weight value |
+//! |---|---|---|---|
+//! | `f32`  | 128 | 32 × f32 | w |
+//! | `q8_0` | 36 | f32 scale d, 32 × i8 q | d·q |
+//! | `q4_0` | 20 | f32 scale d, 16 bytes: weight 2j in the low nibble of byte j, 2j+1 in the high nibble, q = nibble − 8 | d·q |
+//! | `q3`   | 16 | f32 scale d, 12 bytes: 32 × 3-bit fields packed little-endian (weight i at bits 3i…3i+2), q = field − 4 | d·q |
+//! | `q2`   | 16 | f32 scale d, f32 offset m, 8 bytes: 32 × 2-bit fields, weight i at bits 2i…2i+1 | d·q + m |
+//!
+//! All numbers little-endian. Activations are quantized to 8 bits per group ([`quantize_act`]) so
+//! the inner products are integer sums, identical on every core; only the per-block scaling is
+//! floating point, always in the same order.
+
+/// Weights per block.
+pub const GROUP: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Quant {
+    F32 = 0,
+    Q8_0 = 1,
+    Q4_0 = 2,
+    Q3 = 3,
+    Q2 = 4,
+}
+
+impl Quant {
+    pub const ALL: [Quant; 5] = [Quant::F32, Quant::Q8_0, Quant::Q4_0, Quant::Q3, Quant::Q2];
+
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            Quant::F32 => 4 * GROUP,
+            Quant::Q8_0 => 4 + GROUP,
+            Quant::Q4_0 => 4 + GROUP / 2,
+            Quant::Q3 => 4 + GROUP * 3 / 8,
+            Quant::Q2 => 8 + GROUP / 4,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Quant::F32 => "f32",
+            Quant::Q8_0 => "q8_0",
+            Quant::Q4_0 => "q4_0",
+            Quant::Q3 => "q3",
+            Quant::Q2 => "q2",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Quant> {
+        Quant::ALL.into_iter().find(|q| q.name() == s)
+    }
+
+    pub fn from_u32(v: u32) -> Option<Quant> {
+        Quant::ALL.into_iter().find(|q| *q as u32 == v)
+    }
+}
+
+/// Blocks needed for a row of `cols` weights (rows are zero-padded to whole blocks).
+pub const fn blocks_per_row(cols: usize) -> usize {
+    cols.div_ceil(GROUP)
+}
+
+/// Round half away from zero (core has no `f32::round` without std).
+#[inline]
+pub fn round(x: f32) -> f32 {
+    if x >= 0.0 {
+        (x + 0.5) as i64 as f32
+    } else {
+        (x - 0.5) as i64 as f32
+    }
+}
+
+#[inline]
+fn f32_at(b: &[u8], off: usize) -> f32 {
+    f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+/// Quantizes one group of weights (`w.len() <= GROUP`, zero-padded) into `out` (one block).
+pub fn quantize_block(q: Quant, w: &[f32], out: &mut [u8]) {
+    let mut g = [0f32; GROUP];
+    g[..w.len()].copy_from_slice(w);
+    let amax = g.iter().fold(0f32, |a, &x| a.max(x.abs()));
+    match q {
+        Quant::F32 => {
+            for (i, x) in g.iter().enumerate() {
+                out[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        Quant::Q8_0 => {
+            let d = amax / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            out[..4].copy_from_slice(&d.to_le_bytes());
+            for (i, x) in g.iter().enumerate() {
+                out[4 + i] = round(x * inv).clamp(-127.0, 127.0) as i8 as u8;
+            }
+        }
+        Quant::Q4_0 => {
+            let d = amax / 7.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            out[..4].copy_from_slice(&d.to_le_bytes());
+            for j in 0..GROUP / 2 {
+                let lo = (round(g[2 * j] * inv).clamp(-8.0, 7.0) as i32 + 8) as u8;
+                let hi = (round(g[2 * j + 1] * inv).clamp(-8.0, 7.0) as i32 + 8) as u8;
+                out[4 + j] = lo | (hi << 4);
+            }
+        }
+        Quant::Q3 => {
+            let d = amax / 3.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            out[..4].copy_from_slice(&d.to_le_bytes());
+            let mut bits: u128 = 0;
+            for (i, x) in g.iter().enumerate() {
+                let f = (round(x * inv).clamp(-4.0, 3.0) as i32 + 4) as u128;
+                bits |= f << (3 * i);
+            }
+            out[4..16].copy_from_slice(&bits.to_le_bytes()[..12]);
+        }
+        Quant::Q2 => {
+            let (lo, hi) = g
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            let d = (hi - lo) / 3.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            out[..4].copy_from_slice(&d.to_le_bytes());
+            out[4..8].copy_from_slice(&lo.to_le_bytes());
+            let mut bits: u64 = 0;
+            for (i, x) in g.iter().enumerate() {
+                let f = round((x - lo) * inv).clamp(0.0, 3.0) as u64;
+                bits |= f << (2 * i);
+            }
+            out[8..16].copy_from_slice(&bits.to_le_bytes());
+        }
+    }
+}
+
+/// Dequantizes one block into 32 weights.
+pub fn dequantize_block(q: Quant, b: &[u8], out: &mut [f32; GROUP]) {
+    match q {
+        Quant::F32 => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = f32_at(b, 4 * i);
+            }
+        }
+        Quant::Q8_0 => {
+            let d = f32_at(b, 0);
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = d * f32::from(b[4 + i] as i8);
+            }
+        }
+        Quant::Q4_0 => {
+            let d = f32_at(b, 0);
+            for j in 0..GROUP / 2 {
+                out[2 * j] = d * f32::from((b[4 + j] & 0xF) as i8 - 8);
+                out[2 * j + 1] = d * f32::from((b[4 + j] >> 4) as i8 - 8);
+            }
+        }
+        Quant::Q3 => {
+            let d = f32_at(b, 0);
+            let bits = q3_bits(b);
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = d * f32::from(((bits >> (3 * i)) & 7) as i8 - 4);
+            }
+        }
+        Quant::Q2 => {
+            let (d, m) = (f32_at(b, 0), f32_at(b, 4));
+            let bits = q2_bits(b);
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = d * f32::from(((bits >> (2 * i)) & 3) as u8) + m;
+            }
+        }
+    }
+}
+
+#[inline]
+fn q3_bits(b: &[u8]) -> u128 {
+    let mut raw = [0u8; 16];
+    raw[..12].copy_from_slice(&b[4..16]);
+    u128::from_le_bytes(raw)
+}
+
+#[inline]
+fn q2_bits(b: &[u8]) -> u64 {
+    u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]])
+}
+
+/// An activation vector quantized to 8 bits per group: `scale[k]` and `q[32k..32k+32]`.
+pub struct QAct<'a> {
+    pub q: &'a mut [i8],
+    pub scale: &'a mut [f32],
+    /// Σ q per group (for the q2 offset term).
+    pub sum: &'a mut [i32],
+}
+
+/// Quantizes `x` (zero-padded to whole groups) into `a`.
+pub fn quantize_act(x: &[f32], a: &mut QAct<'_>) {
+    let nb = blocks_per_row(x.len());
+    for k in 0..nb {
+        let lo = k * GROUP;
+        let hi = (lo + GROUP).min(x.len());
+        let amax = x[lo..hi].iter().fold(0f32, |m, &v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut s = 0i32;
+        for i in 0..GROUP {
+            let v = if lo + i < hi {
+                round(x[lo + i] * inv).clamp(-127.0, 127.0) as i8
+            } else {
+                0
+            };
+            a.q[lo + i] = v;
+            s += i32::from(v);
+        }
+        a.scale[k] = d;
+        a.sum[k] = s;
+    }
+}
+
+/// Dot product of one weight row (`nb` blocks starting at `row`) with a quantized activation, or
+/// with the f32 activation `x` for `f32` weights (the reference path).
+pub fn dot_row(q: Quant, row: &[u8], nb: usize, a: &QAct<'_>, x: &[f32]) -> f32 {
+    let bb = q.block_bytes();
+    let mut acc = 0f32;
+    for k in 0..nb {
+        let b = &row[k * bb..(k + 1) * bb];
+        let xq = &a.q[k * GROUP..(k + 1) * GROUP];
+        match q {
+            Quant::F32 => {
+                let lo = k * GROUP;
+                for i in 0..GROUP {
+                    if lo + i < x.len() {
+                        acc += f32_at(b, 4 * i) * x[lo + i];
+                    }
+                }
+            }
+            Quant::Q8_0 => {
+                let mut s = 0i32;
+                for i in 0..GROUP {
+                    s += i32::from(b[4 + i] as i8) * i32::from(xq[i]);
+                }
+                acc += s as f32 * f32_at(b, 0) * a.scale[k];
+            }
+            Quant::Q4_0 => {
+                let mut s = 0i32;
+                for j in 0..GROUP / 2 {
+                    let byte = b[4 + j];
+                    s += i32::from((byte & 0xF) as i8 - 8) * i32::from(xq[2 * j]);
+                    s += i32::from((byte >> 4) as i8 - 8) * i32::from(xq[2 * j + 1]);
+                }
+                acc += s as f32 * f32_at(b, 0) * a.scale[k];
+            }
+            Quant::Q3 => {
+                let bits = q3_bits(b);
+                let mut s = 0i32;
+                for (i, &xv) in xq.iter().enumerate() {
+                    s += (((bits >> (3 * i)) & 7) as i32 - 4) * i32::from(xv);
+                }
+                acc += s as f32 * f32_at(b, 0) * a.scale[k];
+            }
+            Quant::Q2 => {
+                let bits = q2_bits(b);
+                let mut s = 0i32;
+                for (i, &xv) in xq.iter().enumerate() {
+                    s += ((bits >> (2 * i)) & 3) as i32 * i32::from(xv);
+                }
+                acc += (s as f32 * f32_at(b, 0) + a.sum[k] as f32 * f32_at(b, 4)) * a.scale[k];
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> [f32; GROUP] {
+        let mut w = [0f32; GROUP];
+        for (i, v) in w.iter_mut().enumerate() {
+            *v = ((i as f32 * 0.37).sin() * 0.8) - 0.1;
+        }
+        w
+    }
+
+    #[test]
+    fn round_trip_error_shrinks_with_bits() {
+        let w = sample();
+        let mut last = -1.0f32;
+        for q in [Quant::Q2, Quant::Q3, Quant::Q4_0, Quant::Q8_0, Quant::F32]
+            .iter()
+            .rev()
+        {
+            let mut b = [0u8; 128];
+            quantize_block(*q, &w, &mut b[..q.block_bytes()]);
+            let mut d = [0f32; GROUP];
+            dequantize_block(*q, &b[..q.block_bytes()], &mut d);
+            let err = w
+                .iter()
+                .zip(d)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(err >= last, "{}: {err} vs {last}", q.name());
+            last = err;
+        }
+        assert!(last < 0.5);
+    }
+
+    #[test]
+    fn integer_dot_matches_dequantized_dot() {
+        let w = sample();
+        let x: std::vec::Vec<f32> = (0..GROUP).map(|i| (i as f32 * 0.11).cos()).collect();
+        let (mut q, mut s, mut sum) = ([0i8; GROUP], [0f32; 1], [0i32; 1]);
+        let mut a = QAct {
+            q: &mut q,
+            scale: &mut s,
+            sum: &mut sum,
+        };
+        quantize_act(&x, &mut a);
+        for qt in Quant::ALL {
+            let mut b = [0u8; 128];
+            quantize_block(qt, &w, &mut b[..qt.block_bytes()]);
+            let mut d = [0f32; GROUP];
+            dequantize_block(qt, &b[..qt.block_bytes()], &mut d);
+            let reference: f32 = d.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let got = dot_row(qt, &b, 1, &a, &x);
+            assert!(
+                (got - reference).abs() < 0.05,
+                "{}: {got} vs {reference}",
+                qt.name()
+            );
+        }
+    }
+}
