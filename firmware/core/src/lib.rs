@@ -1,9 +1,13 @@
 //! The portable core of the profiling firmware, shared by every port and by the host: the serial
-//! wire protocol ([`proto`]). `no_std` and allocation-free, so it builds for bare-metal targets.
+//! wire protocol ([`proto`]), the model file format ([`model`]), group-wise quantization
+//! ([`quant`]), the transformer ([`infer`]) and the firmware main loop ([`fw`]). `no_std` and
+//! allocation-free, so it builds for bare-metal targets; the `std` feature adds host-side model
+//! generation ([`gen`]).
 
 #![no_std]
 
 pub mod crc;
+pub mod fw;
 #[cfg(feature = "std")]
 pub mod gen;
 pub mod infer;

@@ -1,0 +1,241 @@
+//! The firmware's main loop, shared by every port: announce itself, answer the host's frames,
+//! run prompts through the model and report every token, the operator breakdown and memory.
+//!
+//! Host → board: `HELLO`, `INFO`, `PROMPT gen=G n=N` followed by `IDS` frames carrying the N
+//! prompt token ids (comma-separated, at most 64 per frame).
+//! Board → host: `READY`, `MODEL`, `TOK` per token, `OPS`, `MEM`, `DONE`, `ERR`.
+//! `docs/protocol.md` has the fields and examples.
+
+use crate::infer::{argmax, forward, Clock, InferError, OpCycles, State};
+use crate::model::Model;
+use crate::proto::{self, Event, FrameWriter, LineReader, MAX_LINE, PROTOCOL_VERSION};
+
+/// Firmware version reported in `READY`.
+pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Most prompt ids in one `IDS` frame.
+pub const IDS_PER_FRAME: usize = 64;
+/// Longest prompt the loop buffers.
+pub const MAX_PROMPT: usize = 1024;
+
+/// What a port provides: bytes in and out, a cycle counter, and memory facts.
+pub trait Port: Clock {
+    /// Next byte from the host, or `None` when the link is closed (the loop then returns).
+    fn read_byte(&mut self) -> Option<u8>;
+    fn write(&mut self, bytes: &[u8]);
+    /// Microseconds since boot on the board's own clock.
+    fn micros(&mut self) -> u64;
+    /// Static RAM, heap high-water and stack high-water marks in bytes.
+    fn memory(&mut self) -> (u64, u64, u64);
+    fn platform(&self) -> &str;
+    fn clock_hz(&self) -> u64;
+    fn ram_bytes(&self) -> u64;
+    fn flash_bytes(&self) -> u64;
+}
+
+fn send<P: Port>(port: &mut P, kind: &str, fields: &[(&str, &dyn core::fmt::Display)]) {
+    let mut buf = [0u8; MAX_LINE];
+    let mut w = FrameWriter::new(&mut buf, kind);
+    for (k, v) in fields {
+        w.field(k, v);
+    }
+    if let Some(line) = w.finish() {
+        port.write(line);
+    }
+}
+
+fn ready<P: Port>(port: &mut P) {
+    let (platform, hz, ram, flash) = (
+        port.platform(),
+        port.clock_hz(),
+        port.ram_bytes(),
+        port.flash_bytes(),
+    );
+    let mut buf = [0u8; MAX_LINE];
+    let mut w = FrameWriter::new(&mut buf, "READY");
+    w.field("fw", FIRMWARE_VERSION)
+        .field("proto", PROTOCOL_VERSION)
+        .field("platform", platform)
+        .field("clock_hz", hz)
+        .field("ram", ram)
+        .field("flash", flash);
+    if let Some(line) = w.finish() {
+        port.write(line);
+    }
+}
+
+fn model_info<P: Port>(port: &mut P, m: &Model<'_>) {
+    let c = m.cfg;
+    send(
+        port,
+        "MODEL",
+        &[
+            ("dim", &c.dim),
+            ("hidden", &c.hidden_dim),
+            ("layers", &c.n_layers),
+            ("heads", &c.n_heads),
+            ("kv_heads", &c.n_kv_heads),
+            ("vocab", &c.vocab_size),
+            ("seq", &c.seq_len),
+            ("quant", &c.quant.name()),
+            ("bytes", &m.bytes.len()),
+        ],
+    );
+}
+
+fn err<P: Port>(port: &mut P, what: &str) {
+    send(port, "ERR", &[("what", &what)]);
+}
+
+/// Runs the firmware until the host link closes. `state` is sized by the port for the longest
+/// context it can hold.
+pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
+    let mut reader: LineReader<MAX_LINE> = LineReader::new();
+    let mut prompt = [0u32; MAX_PROMPT];
+    let mut expected = 0usize;
+    let mut got = 0usize;
+    let mut gen = 0usize;
+    ready(port);
+    while let Some(b) = port.read_byte() {
+        if reader.push(b) != Event::Line {
+            continue;
+        }
+        let frame = match proto::parse(reader.line()) {
+            Ok(f) => f,
+            Err(e) => {
+                let mut msg = [0u8; 64];
+                let n = fmt_into(&mut msg, format_args!("{e}"));
+                err(port, core::str::from_utf8(&msg[..n]).unwrap_or("bad frame"));
+                continue;
+            }
+        };
+        match frame.kind {
+            "HELLO" => ready(port),
+            "INFO" => model_info(port, model),
+            "PROMPT" => match (frame.u32("n"), frame.u32("gen")) {
+                (Ok(n), Ok(g)) if n >= 1 && (n as usize) <= MAX_PROMPT => {
+                    expected = n as usize;
+                    gen = g as usize;
+                    got = 0;
+                }
+                _ => err(port, "PROMPT needs n=1..1024 and gen"),
+            },
+            "IDS" => {
+                let Some(ids) = frame.get("ids") else {
+                    err(port, "IDS needs ids");
+                    continue;
+                };
+                let mut bad = false;
+                for id in ids.split(',').filter(|s| !s.is_empty()) {
+                    match id.parse::<u32>() {
+                        Ok(v) if got < expected => {
+                            prompt[got] = v;
+                            got += 1;
+                        }
+                        _ => bad = true,
+                    }
+                }
+                if bad {
+                    err(port, "IDS has a bad id or more ids than PROMPT announced");
+                    expected = 0;
+                    got = 0;
+                } else if expected > 0 && got == expected {
+                    generate(port, model, state, &prompt[..got], gen);
+                    expected = 0;
+                    got = 0;
+                }
+            }
+            _ => err(port, "unknown frame kind"),
+        }
+    }
+}
+
+/// Prefill the prompt then decode `gen` tokens, reporting each: a `p` token when the model has
+/// processed that prompt token, a `d` token when it has produced that token. `cyc` is the cycles
+/// since the previous report.
+fn generate<P: Port>(port: &mut P, m: &Model<'_>, st: &mut State<'_>, prompt: &[u32], gen: usize) {
+    let n = prompt.len();
+    if n + gen > st.ctx() + 1 {
+        err(port, "prompt + gen exceeds the context this board holds");
+        return;
+    }
+    let mut ops = OpCycles::default();
+    let mut prev = port.cycles();
+    let report = |port: &mut P, prev: &mut u64, i: usize, phase: &str, id: u32| {
+        let now = port.cycles();
+        let us = port.micros();
+        let cyc = now.wrapping_sub(*prev);
+        send(
+            port,
+            "TOK",
+            &[
+                ("i", &i),
+                ("ph", &phase),
+                ("id", &id),
+                ("cyc", &cyc),
+                ("us", &us),
+            ],
+        );
+        *prev = now;
+    };
+    let step = |port: &mut P, st: &mut State<'_>, ops: &mut OpCycles, tok: u32, pos: usize| {
+        forward(m, st, tok, pos, port, ops).map_err(|e| match e {
+            InferError::BadToken(_) => "token id outside the vocabulary",
+            InferError::ContextFull => "context full",
+            InferError::BuffersTooSmall => "buffers too small",
+        })
+    };
+    for (i, &t) in prompt.iter().enumerate() {
+        if let Err(why) = step(port, st, &mut ops, t, i) {
+            err(port, why);
+            return;
+        }
+        report(port, &mut prev, i, "p", t);
+    }
+    for g in 0..gen {
+        let tok = argmax(st.logits);
+        report(port, &mut prev, n + g, "d", tok);
+        if g + 1 < gen {
+            if let Err(why) = step(port, st, &mut ops, tok, n + g) {
+                err(port, why);
+                return;
+            }
+        }
+    }
+    let (stat, heap, stack) = port.memory();
+    send(
+        port,
+        "OPS",
+        &[
+            ("matmul", &ops.matmul),
+            ("attention", &ops.attention),
+            ("norm", &ops.norm),
+            ("other", &ops.other),
+        ],
+    );
+    send(
+        port,
+        "MEM",
+        &[
+            ("static", &stat),
+            ("heap", &heap),
+            ("stack", &stack),
+            ("model", &m.bytes.len()),
+        ],
+    );
+    send(port, "DONE", &[("tokens", &(n + gen))]);
+}
+
+fn fmt_into(buf: &mut [u8], args: core::fmt::Arguments<'_>) -> usize {
+    struct W<'a>(&'a mut [u8], usize);
+    impl core::fmt::Write for W<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let n = s.len().min(self.0.len() - self.1);
+            self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.1 += n;
+            Ok(())
+        }
+    }
+    let mut w = W(buf, 0);
+    let _ = core::fmt::write(&mut w, args);
+    w.1
+}

@@ -1,0 +1,229 @@
+//! The `posix` port of the profiling firmware: the portable core as a host program. It maps the
+//! model file in place (mmap), opens its serial line (a pseudo-terminal the host created, in raw
+//! mode; stdin/stdout without `--serial`), and runs the firmware loop.
+//!
+//! Cycle counts on this port are host nanoseconds scaled to the emulated profile's clock
+//! (`--clock-hz`): they measure the host CPU, not the real chip.
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    os::fd::AsRawFd,
+    time::Instant,
+};
+
+use fwcore::{
+    fw::{self, Port},
+    infer::{sizes, Clock, State},
+    model::Model,
+};
+
+struct Args {
+    model: String,
+    serial: Option<String>,
+    platform: String,
+    clock_hz: u64,
+    ram: u64,
+    flash: u64,
+    ctx: usize,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: labctl-fw-posix --model FILE [--serial TTY] [--platform NAME] [--clock-hz N] [--ram BYTES] [--flash BYTES] [--ctx TOKENS]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        model: String::new(),
+        serial: None,
+        platform: "posix".into(),
+        clock_hz: 1_000_000_000,
+        ram: 0,
+        flash: 0,
+        ctx: 256,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_else(|| usage());
+        let num = |v: &str| v.parse::<u64>().unwrap_or_else(|_| usage());
+        match k.as_str() {
+            "--model" => a.model = v,
+            "--serial" => a.serial = Some(v),
+            "--platform" => a.platform = v,
+            "--clock-hz" => a.clock_hz = num(&v).max(1),
+            "--ram" => a.ram = num(&v),
+            "--flash" => a.flash = num(&v),
+            "--ctx" => a.ctx = num(&v).max(1) as usize,
+            _ => usage(),
+        }
+    }
+    if a.model.is_empty() {
+        usage();
+    }
+    a
+}
+
+/// A read-only memory map of the model file ("flash").
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &str) -> std::io::Result<Mapped> {
+        let f = File::open(path)?;
+        let len = f.metadata()?.len() as usize;
+        if len == 0 {
+            return Err(std::io::Error::other("model file is empty"));
+        }
+        // SAFETY: mapping a file we opened read-only; the mapping outlives every use (until exit).
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr/len describe a live read-only mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+fn raw_mode(fd: i32) {
+    // SAFETY: termios calls on a descriptor we own; failure leaves the line as it was.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+        }
+    }
+}
+
+struct PosixPort {
+    input: Box<dyn Read>,
+    output: Box<dyn Write>,
+    buf: [u8; 256],
+    pos: usize,
+    len: usize,
+    start: Instant,
+    args: Args,
+    static_bytes: u64,
+}
+
+impl Clock for PosixPort {
+    fn cycles(&mut self) -> u64 {
+        let ns = self.start.elapsed().as_nanos();
+        (ns * u128::from(self.args.clock_hz) / 1_000_000_000) as u64
+    }
+}
+
+impl Port for PosixPort {
+    fn read_byte(&mut self) -> Option<u8> {
+        if self.pos == self.len {
+            let _ = self.output.flush();
+            loop {
+                match self.input.read(&mut self.buf) {
+                    Ok(0) => return None,
+                    Ok(n) => {
+                        self.pos = 0;
+                        self.len = n;
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => return None,
+                }
+            }
+        }
+        self.pos += 1;
+        Some(self.buf[self.pos - 1])
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let _ = self.output.write_all(bytes);
+        let _ = self.output.flush();
+    }
+
+    fn micros(&mut self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn memory(&mut self) -> (u64, u64, u64) {
+        // The arena is the firmware's static RAM; the core never allocates; the stack is not
+        // painted on this port.
+        (self.static_bytes, 0, 0)
+    }
+
+    fn platform(&self) -> &str {
+        &self.args.platform
+    }
+    fn clock_hz(&self) -> u64 {
+        self.args.clock_hz
+    }
+    fn ram_bytes(&self) -> u64 {
+        self.args.ram
+    }
+    fn flash_bytes(&self) -> u64 {
+        self.args.flash
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let mapped = Mapped::open(&args.model).unwrap_or_else(|e| {
+        eprintln!("labctl-fw-posix: cannot map {}: {e}", args.model);
+        std::process::exit(1)
+    });
+    let model = Model::from_bytes(mapped.bytes()).unwrap_or_else(|e| {
+        eprintln!("labctl-fw-posix: {}: {e}", args.model);
+        std::process::exit(1)
+    });
+    let ctx = args.ctx.min(model.cfg.seq_len as usize);
+    let need = sizes(&model.cfg, ctx);
+    let (mut f, mut i, mut s) = (
+        vec![0f32; need.f32s],
+        vec![0i8; need.i8s],
+        vec![0i32; need.i32s],
+    );
+    let mut state = State::new(&model.cfg, ctx, &mut f, &mut i, &mut s).expect("sized by sizes()");
+    let (input, output): (Box<dyn Read>, Box<dyn Write>) = match &args.serial {
+        Some(path) => {
+            let tty = File::options()
+                .read(true)
+                .write(true)
+                .open(path)
+                .unwrap_or_else(|e| {
+                    eprintln!("labctl-fw-posix: cannot open {path}: {e}");
+                    std::process::exit(1)
+                });
+            raw_mode(tty.as_raw_fd());
+            let out = tty.try_clone().expect("dup tty");
+            (Box::new(tty), Box::new(out))
+        }
+        None => (Box::new(std::io::stdin()), Box::new(std::io::stdout())),
+    };
+    let mut port = PosixPort {
+        input,
+        output,
+        buf: [0; 256],
+        pos: 0,
+        len: 0,
+        start: Instant::now(),
+        static_bytes: need.bytes() as u64,
+        args,
+    };
+    fw::run(&mut port, &model, &mut state);
+}
