@@ -30,7 +30,11 @@ struct Reading {
 
 /// VID:PID pairs present on the USB buses, or the reason they cannot be listed.
 fn usb_ids() -> Result<Vec<(u16, u16)>, String> {
-    let list = rusb::devices().map_err(|e| format!("cannot list USB devices: {e}"))?;
+    use rusb::UsbContext;
+    // An explicit context: the global one panics where libusb cannot initialise (no USB at all).
+    let list = rusb::Context::new()
+        .and_then(|c| c.devices())
+        .map_err(|e| format!("cannot list USB devices: {e}"))?;
     Ok(list
         .iter()
         .filter_map(|d| d.device_descriptor().ok())

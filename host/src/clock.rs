@@ -9,11 +9,6 @@ pub fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
-/// Nanoseconds on the host clock.
-pub fn now_ns() -> u64 {
-    origin().elapsed().as_nanos() as u64
-}
-
 /// Nanoseconds of an instant on the host clock.
 pub fn ns_of(t: Instant) -> u64 {
     t.saturating_duration_since(origin()).as_nanos() as u64

@@ -268,6 +268,7 @@ struct PluginRow<'a> {
     kind: Vec<&'static str>,
     version: &'a str,
     abi_version: u32,
+    description: &'a str,
     file: String,
     platforms: Vec<String>,
     profiles: Vec<String>,
@@ -291,6 +292,7 @@ pub fn cmd_plugins(lab: Option<&lab_config::Lab>, json: bool) -> anyhow::Result<
             .collect(),
             version: &p.version,
             abi_version: p.abi_version,
+            description: &p.description,
             file: p.path.display().to_string(),
             platforms: if p.platform.is_some() {
                 vec![p.name.clone()]
@@ -337,6 +339,7 @@ pub fn cmd_plugins(lab: Option<&lab_config::Lab>, json: bool) -> anyhow::Result<
             r.version,
             r.abi_version
         );
+        println!("           {}", r.description);
         println!("           {}", r.file);
     }
     for r in &plugins.rejected {

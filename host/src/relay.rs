@@ -148,8 +148,9 @@ fn drive_usb_hid(
     channel: u8,
     on: bool,
 ) -> anyhow::Result<()> {
+    use rusb::UsbContext;
     let timeout = Duration::from_millis(500);
-    for dev in rusb::devices()?.iter() {
+    for dev in rusb::Context::new()?.devices()?.iter() {
         let desc = dev.device_descriptor()?;
         if desc.vendor_id() != vid || desc.product_id() != pid {
             continue;

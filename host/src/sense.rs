@@ -144,7 +144,9 @@ struct Live {
     name: Arc<str>,
     last: Option<SampleRow>,
     count: u64,
-    window_start: (Instant, u64),
+    /// (t_us, count) at the start of the rate window: rates come from sample timestamps, not
+    /// from when batches arrive.
+    window_start: (i64, u64),
     rate: f64,
 }
 
@@ -178,10 +180,11 @@ impl View {
         let now = Instant::now();
         for l in &mut self.sensors {
             let (t, c) = l.window_start;
-            let dt = (now - t).as_secs_f64();
+            let Some(last) = &l.last else { continue };
+            let dt = (last.t_us - t) as f64 / 1e6;
             if dt >= 0.5 {
                 l.rate = (l.count - c) as f64 / dt;
-                l.window_start = (now, l.count);
+                l.window_start = (last.t_us, l.count);
             }
         }
         let mut out = std::io::stdout().lock();
@@ -337,7 +340,7 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
                 name: m.name.clone(),
                 last: None,
                 count: 0,
-                window_start: (start, 0),
+                window_start: (0, 0),
                 rate: 0.0,
             })
             .collect(),

@@ -205,13 +205,13 @@ impl Config {
         if self.n_layers == 0 || self.n_layers > 128 {
             return bad("n_layers must be 1..128");
         }
-        if self.n_heads == 0 || self.dim % self.n_heads != 0 {
+        if self.n_heads == 0 || !self.dim.is_multiple_of(self.n_heads) {
             return bad("n_heads must divide dim");
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad("head_dim must be even (RoPE rotates pairs)");
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad("n_kv_heads must divide n_heads");
         }
         if self.vocab_size < 2 || self.vocab_size > 1 << 20 {
