@@ -5,6 +5,9 @@
 use duckdb::{AccessMode, Config, Connection};
 use labctl_integration_tests::{labctl, text, virtual_lab};
 
+/// sensor, samples, real samples, mean mA, first t, last t, sessions, with run id.
+type SensorRow = (String, i64, i64, f64, i64, i64, i64, i64);
+
 #[test]
 fn sense_three_sensors_at_1khz_for_5s() {
     let (dir, lab) = virtual_lab();
@@ -40,7 +43,7 @@ fn sense_three_sensors_at_1khz_for_5s() {
              FROM power_samples GROUP BY sensor ORDER BY sensor",
         )
         .unwrap();
-    let rows: Vec<(String, i64, i64, f64, i64, i64, i64, i64)> = stmt
+    let rows: Vec<SensorRow> = stmt
         .query_map([], |r| {
             Ok((
                 r.get(0)?,

@@ -390,7 +390,7 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
             if let Some(other) = channels.get(&key) {
                 cx.err(
                     &r.name,
-                    format!("{f}"),
+                    f.clone(),
                     format!(
                         "relay {:?} drives the same physical channel as relay {other:?}",
                         r.name.get_ref()

@@ -367,7 +367,8 @@ mod tests {
     fn resolution_sets_conversion_time_and_step() {
         let mut c = SimIna219::new(rail(0.012_34, 5.0), 1.0);
         // 9-bit shunt and bus, continuous both: 168 µs cycle; shunt step 80 µV.
-        let cfg: u16 = (0b11 << 11) | (0b0000 << 7) | (0b0000 << 3) | 0b111;
+        // (BADC = SADC = 0b0000: 9 bit)
+        let cfg: u16 = (0b11 << 11) | 0b111;
         c.write(0, &[REG_CONFIG, (cfg >> 8) as u8, cfg as u8])
             .unwrap();
         assert_eq!(reg(&mut c, 167_000, REG_BUS) & 0b10, 0);
