@@ -27,10 +27,14 @@ pub fn labctl_path() -> PathBuf {
     bin_dir().join("labctl")
 }
 
-/// The repository root.
+/// The repository root. `cargo test` sets CARGO_MANIFEST_DIR at run time too; that one wins over
+/// the compile-time value, which is stale when a shared target directory holds a binary built
+/// from another checkout.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.parent()
         .expect("tests/ is inside the repository")
         .to_path_buf()
 }
