@@ -1,17 +1,36 @@
-//! The one host clock every measurement is stamped on: monotonic, process-wide.
+//! The one host clock every measurement is stamped on: CLOCK_MONOTONIC, which every process on
+//! the machine shares, so an emulated board's power model (another process) and the sampler
+//! agree on what "now" is.
 
 use std::{sync::OnceLock, time::Instant};
 
-static ORIGIN: OnceLock<Instant> = OnceLock::new();
+/// An `Instant` and the CLOCK_MONOTONIC reading taken right after it.
+static ORIGIN: OnceLock<(Instant, u64)> = OnceLock::new();
 
-/// The process's clock origin (first use).
-pub fn origin() -> Instant {
-    *ORIGIN.get_or_init(Instant::now)
+/// CLOCK_MONOTONIC in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Nanoseconds of an instant on the host clock.
+fn origin() -> (Instant, u64) {
+    *ORIGIN.get_or_init(|| (Instant::now(), monotonic_ns()))
+}
+
+/// CLOCK_MONOTONIC nanoseconds of an instant (Rust's `Instant` is that clock on Linux; the
+/// offset is taken once, so this is exact to well under a microsecond).
 pub fn ns_of(t: Instant) -> u64 {
-    t.saturating_duration_since(origin()).as_nanos() as u64
+    let (i0, m0) = origin();
+    if t >= i0 {
+        m0 + (t - i0).as_nanos() as u64
+    } else {
+        m0.saturating_sub((i0 - t).as_nanos() as u64)
+    }
 }
 
 /// Waits until `deadline`: sleeps while far away, then yields, so that waits of a few hundred

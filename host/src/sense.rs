@@ -30,19 +30,28 @@ const MAX_CONSECUTIVE_ERRORS: u32 = 20;
 const MAX_LAG: Duration = Duration::from_millis(100);
 
 /// What is known about one sensor being sampled.
-struct Meta {
-    name: Arc<str>,
-    board: Option<Arc<str>>,
-    simulated: bool,
-    rate_hz: f64,
+pub struct Meta {
+    pub name: Arc<str>,
+    pub board: Option<Arc<str>>,
+    pub simulated: bool,
+    pub rate_hz: f64,
 }
 
 #[derive(Default)]
-struct Report {
-    samples: u64,
-    missed: u64,
-    errors: u64,
-    failed: Option<String>,
+pub struct Report {
+    pub samples: u64,
+    pub missed: u64,
+    pub errors: u64,
+    pub failed: Option<String>,
+}
+
+/// Puts a sample taken over `[t0, t1]` on the store's clock: its run id (if a run is in
+/// progress) and `t_us` from that run's origin, or from `start` outside a run.
+pub type Stamp<'a> = &'a (dyn Fn(Instant, Instant) -> (Option<Arc<str>>, i64) + Sync);
+
+/// Stamps samples outside any run: microseconds from `start`, at the middle of the read.
+pub fn stamp_from(start: Instant) -> impl Fn(Instant, Instant) -> (Option<Arc<str>>, i64) + Sync {
+    move |t0, t1| (None, ((t0 - start) + (t1 - t0) / 2).as_micros() as i64)
 }
 
 /// Installs SIGINT/SIGTERM handlers that raise the returned flag.
@@ -54,15 +63,18 @@ pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// Samples one sensor on a fixed schedule from `start` until `end` or `stop`, sending batches
+/// of rows to the writer.
 #[allow(clippy::too_many_arguments)]
-fn sample_loop(
+pub fn sample_loop<M: From<Vec<SampleRow>>>(
     mut sensor: PowerSensorBox,
     meta: &Meta,
     session: Arc<str>,
     start: Instant,
     end: Option<Instant>,
     stop: &AtomicBool,
-    tx: mpsc::Sender<Vec<SampleRow>>,
+    stamp: Stamp<'_>,
+    tx: mpsc::Sender<M>,
 ) -> Report {
     let mut rep = Report::default();
     let period_ns = (1e9 / meta.rate_hz) as u64;
@@ -87,8 +99,8 @@ fn sample_loop(
         match r {
             Ok(s) => {
                 consecutive = 0;
-                let mid = (t0 - start) + (t1 - t0) / 2;
-                batch.push(row(meta, &session, mid.as_micros() as i64, &s));
+                let (run_id, t_us) = stamp(t0, t1);
+                batch.push(row(meta, &session, run_id, t_us, &s));
                 rep.samples += 1;
             }
             Err(e) => {
@@ -111,7 +123,7 @@ fn sample_loop(
             k = behind;
         }
         if batch.len() >= batch_len || last_send.elapsed() > Duration::from_millis(50) {
-            if tx.send(std::mem::take(&mut batch)).is_err() {
+            if tx.send(std::mem::take(&mut batch).into()).is_err() {
                 break;
             }
             batch.reserve(batch_len);
@@ -119,14 +131,20 @@ fn sample_loop(
         }
     }
     if !batch.is_empty() {
-        let _ = tx.send(batch);
+        let _ = tx.send(batch.into());
     }
     rep
 }
 
-fn row(meta: &Meta, session: &Arc<str>, t_us: i64, s: &SensorSample) -> SampleRow {
+fn row(
+    meta: &Meta,
+    session: &Arc<str>,
+    run_id: Option<Arc<str>>,
+    t_us: i64,
+    s: &SensorSample,
+) -> SampleRow {
     SampleRow {
-        run_id: None,
+        run_id,
         session_id: Some(session.clone()),
         sensor: meta.name.clone(),
         board: meta.board.clone(),
@@ -330,7 +348,8 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
 
     let start = Instant::now();
     let end = args.duration.map(|d| start + d);
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel::<Vec<SampleRow>>();
+    let stamp = stamp_from(start);
     let mut view = View {
         tty,
         json: args.json,
@@ -355,10 +374,11 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
                 let tx = tx.clone();
                 let session = session.clone();
                 let stop = &stop;
+                let stamp = &stamp;
                 std::thread::Builder::new()
                     .name(format!("sample-{}", meta.name))
                     .spawn_scoped(scope, move || {
-                        sample_loop(dev, &meta, session, start, end, stop, tx)
+                        sample_loop(dev, &meta, session, start, end, stop, stamp, tx)
                     })
                     .expect("spawn sampler thread")
             })

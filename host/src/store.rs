@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// The schema this labctl writes. Files at a lower version are migrated on open; files at a
 /// higher version are refused.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. A new file runs all of them, so a fresh
 /// file and a migrated one have the same layout (column order matters to the Appender).
@@ -141,6 +141,39 @@ const MIGRATIONS: &[&str] = &[
     LEFT JOIN e2e USING (run_id)
     LEFT JOIN en USING (run_id)
     LEFT JOIN run_memory m USING (run_id);
+    "#,
+    // 2 → 3: profiling runs in full: how a run was timed and aligned, raw token fields, the
+    // simulated rails' ground truth, and quantization accuracy.
+    r#"
+    ALTER TABLE runs ADD COLUMN batch_id VARCHAR;
+    ALTER TABLE runs ADD COLUMN repeat_idx INTEGER;
+    ALTER TABLE runs ADD COLUMN prompt VARCHAR;
+    ALTER TABLE runs ADD COLUMN timing_source VARCHAR;
+    ALTER TABLE runs ADD COLUMN clock_hz BIGINT;
+    ALTER TABLE runs ADD COLUMN align_offset_us DOUBLE;
+    ALTER TABLE runs ADD COLUMN align_err_us DOUBLE;
+    ALTER TABLE runs ADD COLUMN garbage_frames BIGINT;
+    ALTER TABLE tokens ADD COLUMN token_id INTEGER;
+    ALTER TABLE tokens ADD COLUMN board_us BIGINT;
+    ALTER TABLE tokens ADD COLUMN host_rx_us BIGINT;
+    CREATE TABLE rail_truth (
+        run_id VARCHAR NOT NULL,
+        board VARCHAR,
+        t_us DOUBLE NOT NULL,
+        bus_mv DOUBLE,
+        current_ma DOUBLE
+    );
+    CREATE TABLE quant_accuracy (
+        validated_at TIMESTAMP,
+        batch_id VARCHAR,
+        model VARCHAR,
+        quant VARCHAR,
+        reference VARCHAR,
+        prompt_tokens INTEGER,
+        positions INTEGER,
+        top1_agreement DOUBLE,
+        mean_kl DOUBLE
+    );
     "#,
 ];
 
@@ -328,50 +361,142 @@ pub struct SampleRow {
     pub simulated: bool,
 }
 
-/// Appends batches of samples from `rx` until every sender is gone, flushing at least every
-/// `flush_every` so that an interruption loses at most that much. `on_batch` sees each batch
-/// after it is appended (live display, counters). Returns the number of rows stored.
+/// One token event as stored in `tokens`.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub run_id: Arc<str>,
+    pub idx: i32,
+    pub phase: &'static str,
+    pub t_us: i64,
+    pub cycles: Option<i64>,
+    pub token_id: i32,
+    pub board_us: i64,
+    pub host_rx_us: i64,
+}
+
+/// A statement run on the writer's connection (run rows, memory, operator breakdown).
+pub type Exec = Box<dyn FnOnce(&Connection) -> duckdb::Result<()> + Send>;
+
+/// What producers send the single writer.
+pub enum Rec {
+    Samples(Vec<SampleRow>),
+    Tokens(Vec<TokenRow>),
+    /// Runs after everything sent before it is flushed, so it can refer to it.
+    Exec(Exec),
+}
+
+impl From<Vec<SampleRow>> for Rec {
+    fn from(v: Vec<SampleRow>) -> Rec {
+        Rec::Samples(v)
+    }
+}
+
+/// What [`ingest`] stored.
+#[derive(Debug, Default, Clone)]
+pub struct Ingested {
+    pub samples: u64,
+    pub tokens: u64,
+    /// Statements that failed (the rest of the data is still stored).
+    pub exec_errors: Vec<String>,
+}
+
+/// The single writer: appends batches from `rx` until every sender is gone, flushing at least
+/// every `flush_every` so that an interruption loses at most that much. `on_rec` sees each
+/// record after it is stored, and `None` when `flush_every` passes without one (live display).
+pub fn ingest<M: Into<Rec>>(
+    store: &Store,
+    rx: &Receiver<M>,
+    flush_every: Duration,
+    mut on_rec: impl FnMut(Option<&Rec>),
+) -> Result<Ingested, StoreError> {
+    let err = store.db_err();
+    let mut samples = store.conn.appender("power_samples").map_err(&err)?;
+    let mut tokens = store.conn.appender("tokens").map_err(&err)?;
+    let mut done = Ingested::default();
+    let mut last_flush = Instant::now();
+    loop {
+        match rx.recv_timeout(flush_every) {
+            Ok(m) => {
+                let rec = m.into();
+                match &rec {
+                    Rec::Samples(batch) => {
+                        for s in batch {
+                            samples
+                                .append_row(params![
+                                    s.run_id.as_deref(),
+                                    &*s.sensor,
+                                    s.board.as_deref(),
+                                    s.t_us,
+                                    s.bus_mv,
+                                    s.shunt_uv,
+                                    s.current_ma,
+                                    s.power_mw,
+                                    s.simulated,
+                                    s.session_id.as_deref(),
+                                ])
+                                .map_err(&err)?;
+                        }
+                        done.samples += batch.len() as u64;
+                    }
+                    Rec::Tokens(batch) => {
+                        for t in batch {
+                            tokens
+                                .append_row(params![
+                                    &*t.run_id,
+                                    t.idx,
+                                    t.phase,
+                                    t.t_us,
+                                    t.cycles,
+                                    t.token_id,
+                                    t.board_us,
+                                    t.host_rx_us,
+                                ])
+                                .map_err(&err)?;
+                        }
+                        done.tokens += batch.len() as u64;
+                    }
+                    Rec::Exec(_) => {
+                        samples.flush().map_err(&err)?;
+                        tokens.flush().map_err(&err)?;
+                    }
+                }
+                if let Rec::Exec(f) = rec {
+                    if let Err(e) = f(&store.conn) {
+                        tracing::error!(error = %e, "storing a run record failed");
+                        done.exec_errors.push(e.to_string());
+                    }
+                    on_rec(None);
+                } else {
+                    on_rec(Some(&rec));
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => on_rec(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_flush.elapsed() >= flush_every {
+            samples.flush().map_err(&err)?;
+            tokens.flush().map_err(&err)?;
+            last_flush = Instant::now();
+        }
+    }
+    samples.flush().map_err(&err)?;
+    tokens.flush().map_err(&err)?;
+    Ok(done)
+}
+
+/// [`ingest`] for sample batches only (`sense`, the ingest benchmark): `on_batch` sees each
+/// batch, or an empty slice when a flush interval passes without one.
 pub fn ingest_samples(
     store: &Store,
     rx: &Receiver<Vec<SampleRow>>,
     flush_every: Duration,
     mut on_batch: impl FnMut(&[SampleRow]),
 ) -> Result<u64, StoreError> {
-    let err = store.db_err();
-    let mut app = store.conn.appender("power_samples").map_err(&err)?;
-    let mut rows = 0u64;
-    let mut last_flush = Instant::now();
-    loop {
-        match rx.recv_timeout(flush_every) {
-            Ok(batch) => {
-                for s in &batch {
-                    app.append_row(params![
-                        s.run_id.as_deref(),
-                        &*s.sensor,
-                        s.board.as_deref(),
-                        s.t_us,
-                        s.bus_mv,
-                        s.shunt_uv,
-                        s.current_ma,
-                        s.power_mw,
-                        s.simulated,
-                        s.session_id.as_deref(),
-                    ])
-                    .map_err(&err)?;
-                }
-                rows += batch.len() as u64;
-                on_batch(&batch);
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => on_batch(&[]),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if last_flush.elapsed() >= flush_every {
-            app.flush().map_err(&err)?;
-            last_flush = Instant::now();
-        }
-    }
-    app.flush().map_err(&err)?;
-    Ok(rows)
+    ingest(store, rx, flush_every, |r| match r {
+        Some(Rec::Samples(b)) => on_batch(b),
+        _ => on_batch(&[]),
+    })
+    .map(|d| d.samples)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use abi_stable::{
 
 /// Bumped whenever the meaning of the interface changes, even if its layout does not.
 /// abi_stable separately rejects libraries whose type layouts differ.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Plugin library files are named `liblabctl_<name>.so` (`labctl_<name>.dll`, `liblabctl_<name>.dylib`).
 pub const LIBRARY_PREFIX: &str = "labctl_";
@@ -311,14 +311,64 @@ pub struct BoardProfile {
     pub emulated: bool,
 }
 
+/// What the host hands a platform plugin to bring up one board for a profiling session.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct BoardSpec {
+    /// The board's name in the lab file.
+    pub board: RString,
+    /// The profile within the platform.
+    pub profile: RString,
+    /// The board's console: the serial device the host talks on. For an emulated board it is
+    /// the pseudo-terminal the host created, and the plugin attaches the emulated board to it.
+    pub serial: RString,
+    /// The firmware image or program (for `virtual`: the posix firmware binary).
+    pub firmware: RString,
+    /// The model file to place in the board's flash.
+    pub model: RString,
+    /// Longest context (prompt + generated tokens) the session needs.
+    pub ctx_tokens: u32,
+}
+
+/// A simulated supply rail owned by the host, which an emulated board's power model drives.
+#[sabi_trait]
+pub trait RailControl: Send + Sync {
+    /// From host time `t_ns` (CLOCK_MONOTONIC nanoseconds) on, the rail is at `point`.
+    #[sabi(last_prefix_field)]
+    fn set(&self, t_ns: u64, point: RailPoint);
+}
+
+pub type RailControlBox = RailControl_TO<'static, RBox<()>>;
+
+/// One board brought up by a platform plugin (labgrid's power and bootstrap protocols).
+#[sabi_trait]
+pub trait BoardSession: Send {
+    /// The host has applied power (relay on): boot the board with the firmware and model.
+    fn power_on(&mut self) -> RResult<(), PluginError>;
+    /// The host removes power: stop the board. Safe to call more than once.
+    fn power_off(&mut self) -> RResult<(), PluginError>;
+    /// `RNone` while the board runs (or is off by request); `RSome(reason)` once it has died
+    /// by itself (an emulator that exited, a board that dropped off USB).
+    #[sabi(last_prefix_field)]
+    fn check(&mut self) -> ROption<RString>;
+}
+
+pub type BoardSessionBox = BoardSession_TO<'static, RBox<()>>;
+
 /// The platform interface of a plugin.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PlatformApiRef)))]
 #[sabi(missing_field(panic))]
 pub struct PlatformApi {
-    #[sabi(last_prefix_field)]
     pub profiles: extern "C" fn() -> RVec<BoardProfile>,
+    /// Prepares a board session. `rail` is given when the board's supply is simulated: the
+    /// plugin's power model drives it.
+    #[sabi(last_prefix_field)]
+    pub open_board: extern "C" fn(
+        spec: &BoardSpec,
+        rail: ROption<RailControlBox>,
+    ) -> RResult<BoardSessionBox, PluginError>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,6 +30,10 @@ pub trait Port: Clock {
     fn clock_hz(&self) -> u64;
     fn ram_bytes(&self) -> u64;
     fn flash_bytes(&self) -> u64;
+    /// The firmware starts (`true`) or ends (`false`) a compute phase: a prompt's prefill and
+    /// decode. A port may raise a GPIO here (as MLPerf Tiny's EnergyRunner uses a timestamp pin)
+    /// or tell an emulator's power model; the default does nothing.
+    fn phase(&mut self, _computing: bool) {}
 }
 
 fn send<P: Port>(port: &mut P, kind: &str, fields: &[(&str, &dyn core::fmt::Display)]) {
@@ -139,7 +143,9 @@ pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
                     expected = 0;
                     got = 0;
                 } else if expected > 0 && got == expected {
+                    port.phase(true);
                     generate(port, model, state, &prompt[..got], gen);
+                    port.phase(false);
                     expected = 0;
                     got = 0;
                 }

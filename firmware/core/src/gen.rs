@@ -99,6 +99,207 @@ pub fn generate(cfg: &Config, seed: u64) -> Vec<u8> {
     out
 }
 
+/// A named model shape for `labctl model gen`.
+#[derive(Debug, Clone, Copy)]
+pub struct Preset {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub dim: u32,
+    pub hidden_dim: u32,
+    pub n_layers: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub vocab_size: u32,
+    pub seq_len: u32,
+    pub shared_classifier: bool,
+}
+
+/// From the stories260K shape (the published microcontroller reference point) up to a
+/// stories15M-sized model (~8.5 MB at q4_0, for boards with PSRAM or external flash).
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "stories260k",
+        description: "the llama2.c stories260K shape: dim 64, 5 layers, 8 heads, 4 KV heads, vocab 512, context 512",
+        dim: 64,
+        hidden_dim: 172,
+        n_layers: 5,
+        n_heads: 8,
+        n_kv_heads: 4,
+        vocab_size: 512,
+        seq_len: 512,
+        shared_classifier: true,
+    },
+    Preset {
+        name: "tiny1m",
+        description: "about 1.2M parameters: dim 128, 6 layers, vocab 512",
+        dim: 128,
+        hidden_dim: 344,
+        n_layers: 6,
+        n_heads: 8,
+        n_kv_heads: 4,
+        vocab_size: 512,
+        seq_len: 512,
+        shared_classifier: true,
+    },
+    Preset {
+        name: "small4m",
+        description: "about 4.6M parameters: dim 256, 6 layers, vocab 1024",
+        dim: 256,
+        hidden_dim: 688,
+        n_layers: 6,
+        n_heads: 8,
+        n_kv_heads: 4,
+        vocab_size: 1024,
+        seq_len: 512,
+        shared_classifier: true,
+    },
+    Preset {
+        name: "stories15m",
+        description: "the llama2.c stories15M shape (dim 288, 6 layers, 6 heads, vocab 32000), context 256: ~8.5 MB at q4_0",
+        dim: 288,
+        hidden_dim: 768,
+        n_layers: 6,
+        n_heads: 6,
+        n_kv_heads: 6,
+        vocab_size: 32000,
+        seq_len: 256,
+        shared_classifier: true,
+    },
+];
+
+impl Preset {
+    pub fn by_name(name: &str) -> Option<&'static Preset> {
+        PRESETS.iter().find(|p| p.name == name)
+    }
+
+    pub fn config(&self, quant: crate::quant::Quant) -> Config {
+        Config {
+            dim: self.dim,
+            hidden_dim: self.hidden_dim,
+            n_layers: self.n_layers,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            vocab_size: self.vocab_size,
+            seq_len: self.seq_len,
+            quant,
+            shared_classifier: self.shared_classifier,
+            norm_eps: 1e-5,
+        }
+    }
+}
+
+/// How closely one model follows a reference under teacher forcing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Agreement {
+    /// Positions compared (one next-token distribution each).
+    pub positions: usize,
+    /// Share of positions whose most likely next token equals the reference's.
+    pub top1: f64,
+    /// Mean KL(reference ‖ model) of the next-token distributions, in nats.
+    pub mean_kl: f64,
+}
+
+fn softmax64(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().fold(f32::MIN, |m, &v| m.max(v)) as f64;
+    let mut p: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let sum: f64 = p.iter().sum();
+    p.iter_mut().for_each(|v| *v /= sum);
+    p
+}
+
+struct NoClock;
+impl crate::infer::Clock for NoClock {
+    fn cycles(&mut self) -> u64 {
+        0
+    }
+}
+
+/// Feeds `len` tokens through a fresh state: token `pos` is `next(pos, logits of pos - 1)`, and
+/// `seen(logits)` observes the logits after each position.
+fn drive(
+    m: &crate::model::Model<'_>,
+    len: usize,
+    mut next: impl FnMut(usize, &[f32]) -> u32,
+    mut seen: impl FnMut(u32, &[f32]),
+) -> Result<(), crate::infer::InferError> {
+    use crate::infer::{forward, sizes, OpCycles, State};
+    let ctx = len.max(1);
+    let s = sizes(&m.cfg, ctx);
+    let (mut f, mut i, mut j) = (
+        std::vec![0f32; s.f32s],
+        std::vec![0i8; s.i8s],
+        std::vec![0i32; s.i32s],
+    );
+    let mut st = State::new(&m.cfg, ctx, &mut f, &mut i, &mut j)?;
+    let mut ops = OpCycles::default();
+    for pos in 0..len {
+        let t = next(pos, st.logits);
+        forward(m, &mut st, t, pos, &mut NoClock, &mut ops)?;
+        seen(t, st.logits);
+    }
+    Ok(())
+}
+
+/// Runs `seq` through a model and returns the next-token distribution after each position.
+pub fn distributions(
+    m: &crate::model::Model<'_>,
+    seq: &[u32],
+) -> Result<Vec<Vec<f64>>, crate::infer::InferError> {
+    let mut out = Vec::with_capacity(seq.len());
+    drive(m, seq.len(), |pos, _| seq[pos], |_, l| out.push(softmax64(l)))?;
+    Ok(out)
+}
+
+/// Greedy generation: the prompt followed by `gen` tokens the model picks.
+pub fn greedy(
+    m: &crate::model::Model<'_>,
+    prompt: &[u32],
+    gen: usize,
+) -> Result<Vec<u32>, crate::infer::InferError> {
+    let total = prompt.len() + gen;
+    let mut seq = Vec::with_capacity(total);
+    let mut last = Vec::new();
+    let pick = |pos: usize, logits: &[f32]| match prompt.get(pos) {
+        Some(&t) => t,
+        None => crate::infer::argmax(logits),
+    };
+    drive(m, total.saturating_sub(1), pick, |t, l| {
+        seq.push(t);
+        last.clear();
+        last.extend_from_slice(l);
+    })?;
+    // The final token needs no forward pass of its own.
+    if total > 0 {
+        seq.push(pick(total - 1, &last));
+    }
+    Ok(seq)
+}
+
+/// Compares next-token distributions of `model` with `reference` (both precomputed by
+/// [`distributions`] over the same sequence).
+pub fn agreement(reference: &[Vec<f64>], model: &[Vec<f64>]) -> Agreement {
+    let argmax = |p: &[f64]| (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b });
+    let n = reference.len().min(model.len());
+    let mut same = 0usize;
+    let mut kl = 0.0;
+    for (p, q) in reference.iter().zip(model) {
+        if argmax(p) == argmax(q) {
+            same += 1;
+        }
+        kl += p
+            .iter()
+            .zip(q)
+            .filter(|(a, _)| **a > 0.0)
+            .map(|(a, b)| a * (a / b.max(1e-300)).ln())
+            .sum::<f64>();
+    }
+    Agreement {
+        positions: n,
+        top1: if n == 0 { 0.0 } else { same as f64 / n as f64 },
+        mean_kl: if n == 0 { 0.0 } else { kl / n as f64 },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,17 +127,20 @@ impl<'a> State<'a> {
     }
 }
 
-struct Meter<'c, C: Clock> {
+/// Whether [`forward`] accounts cycles per operator (the `no-instrument` feature turns it off).
+pub const INSTRUMENTED: bool = !cfg!(feature = "no-instrument");
+
+struct Meter<'c, C: Clock, const ON: bool> {
     clock: &'c mut C,
     ops: &'c mut OpCycles,
     last: u64,
 }
 
-impl<C: Clock> Meter<'_, C> {
-    /// Charges the cycles since the last mark to `slot`.
+impl<C: Clock, const ON: bool> Meter<'_, C, ON> {
+    /// Charges the cycles since the last mark to `slot`; compiled out when `ON` is false.
     #[inline]
     fn mark(&mut self, slot: fn(&mut OpCycles) -> &mut u64) {
-        if cfg!(feature = "no-instrument") {
+        if !ON {
             return;
         }
         let now = self.clock.cycles();
@@ -178,8 +181,22 @@ fn softmax(x: &mut [f32]) {
     }
 }
 
-/// Runs one token at position `pos`; the next-token logits are left in `st.logits`.
+/// Runs one token at position `pos`; the next-token logits are left in `st.logits`. Per-operator
+/// cycles are added to `ops` unless the firmware is built with `no-instrument`.
 pub fn forward<C: Clock>(
+    m: &Model<'_>,
+    st: &mut State<'_>,
+    token: u32,
+    pos: usize,
+    clock: &mut C,
+    ops: &mut OpCycles,
+) -> Result<(), InferError> {
+    forward_with::<C, INSTRUMENTED>(m, st, token, pos, clock, ops)
+}
+
+/// [`forward`] with the instrumentation chosen at compile time by `ON`, so that one program can
+/// measure the instrumentation's overhead (the benchmark runs both).
+pub fn forward_with<C: Clock, const ON: bool>(
     m: &Model<'_>,
     st: &mut State<'_>,
     token: u32,
@@ -203,8 +220,8 @@ pub fn forward<C: Clock>(
     let (nh, q) = (cfg.n_heads as usize, cfg.quant);
     let group = nh / cfg.n_kv_heads as usize;
     let ctx = st.ctx;
-    let last = clock.cycles();
-    let mut mt = Meter { clock, ops, last };
+    let last = if ON { clock.cycles() } else { 0 };
+    let mut mt = Meter::<C, ON> { clock, ops, last };
 
     // Token embedding: dequantize one row.
     let nb = blocks_per_row(d);

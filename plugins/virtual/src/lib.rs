@@ -1,15 +1,31 @@
 //! The `virtual` platform plugin: emulated boards whose profiles mirror real ones (ESP32-S3,
-//! STM32F7, RP2040). An emulated board is the profiling firmware running as a host process; its
-//! supply rail is simulated from the profile's idle and active currents, so every result from
-//! these boards is `simulated`.
+//! STM32F7, RP2040). An emulated board is the profiling firmware (the `posix` port) running as a
+//! host process on the pseudo-terminal the host gives it; its supply rail is simulated from the
+//! profile's idle and active currents, switched by the firmware's compute phases. Every result
+//! from these boards is `simulated`, and their timings are the host CPU's, not the real chip's.
+//!
+//! Power model (docs/simulation.md): relay off → 0 V, 0 A; on → `supply_mv` at `idle_ma`; while
+//! the firmware computes a prompt (it reports phase edges stamped on CLOCK_MONOTONIC through a
+//! pipe) → `active_ma`. The host records every step, so tests know the exact energy.
+
+use std::{
+    io::{BufRead, BufReader},
+    os::fd::{FromRawFd, OwnedFd},
+    os::unix::process::{CommandExt, ExitStatusExt},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+};
 
 use abi_stable::{
     export_root_module,
     prefix_type::PrefixTypeTrait,
-    std_types::{RNone, RSome, RVec},
+    sabi_trait::TD_Opaque,
+    std_types::{RNone, ROption, RResult, RSome, RString, RVec},
 };
 use labctl_plugin_api::{
-    plugin_info, BoardProfile, PlatformApi, PlatformApiRef, PluginInfo, PluginMod, PluginModRef,
+    guard, plugin_info, BoardProfile, BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec,
+    ErrorKind, PlatformApi, PlatformApiRef, PluginError, PluginInfo, PluginMod, PluginModRef,
+    RailControlBox, RailPoint,
 };
 
 #[export_root_module]
@@ -23,7 +39,11 @@ pub fn get_library() -> PluginModRef {
 }
 
 fn platform_api() -> PlatformApiRef {
-    PlatformApi { profiles }.leak_into_prefix()
+    PlatformApi {
+        profiles,
+        open_board,
+    }
+    .leak_into_prefix()
 }
 
 extern "C" fn info() -> PluginInfo {
@@ -98,4 +118,201 @@ pub fn profile_table() -> Vec<BoardProfile> {
 
 extern "C" fn profiles() -> RVec<BoardProfile> {
     RVec::from(profile_table())
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the host's measurement clock).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// An emulated board: the posix firmware as a child process, and its power model.
+struct VirtualBoard {
+    spec: BoardSpec,
+    profile: BoardProfile,
+    rail: Option<Arc<RailControlBox>>,
+    child: Option<Child>,
+    /// Set once the board has died by itself (not by `power_off`).
+    died: Option<String>,
+}
+
+impl VirtualBoard {
+    fn point(&self, amps_ma: f64) -> RailPoint {
+        RailPoint {
+            bus_volts: self.profile.supply_mv / 1000.0,
+            amps: amps_ma / 1000.0,
+        }
+    }
+
+    fn set_rail(&self, t_ns: u64, point: RailPoint) {
+        if let Some(r) = &self.rail {
+            r.set(t_ns, point);
+        }
+    }
+
+    fn start(&mut self) -> Result<(), PluginError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        self.died = None;
+        let io = |what: &str, e: std::io::Error| PluginError::new(ErrorKind::Io, format!("{what}: {e}"));
+        // The phase pipe: the firmware writes edges to fd 3, a thread here drives the rail.
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 fills two descriptors we then own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io("pipe", std::io::Error::last_os_error()));
+        }
+        // SAFETY: both descriptors were just created and are owned by nothing else.
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let p = &self.profile;
+        let mut cmd = Command::new(self.spec.firmware.as_str());
+        cmd.args(["--model", self.spec.model.as_str()])
+            .args(["--serial", self.spec.serial.as_str()])
+            .args(["--platform", p.name.as_str()])
+            .args(["--clock-hz", &p.clock_hz.to_string()])
+            .args(["--ram", &(p.ram_bytes + p.psram_bytes).to_string()])
+            .args(["--flash", &p.flash_bytes.to_string()])
+            .args(["--ctx", &self.spec.ctx_tokens.max(1).to_string()])
+            .args(["--phase-fd", "3"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let wr_fd = {
+            use std::os::fd::AsRawFd;
+            wr.as_raw_fd()
+        };
+        // SAFETY: only async-signal-safe calls between fork and exec; dup2 clears CLOEXEC on 3.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(wr_fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let t_on = monotonic_ns();
+        self.set_rail(t_on, self.point(self.profile.idle_ma));
+        let child = cmd
+            .spawn()
+            .map_err(|e| io(&format!("starting firmware {}", self.spec.firmware), e))?;
+        drop(wr);
+        let rail = self.rail.clone();
+        let (idle, active) = (self.point(self.profile.idle_ma), self.point(self.profile.active_ma));
+        std::thread::Builder::new()
+            .name(format!("phase-{}", self.spec.board))
+            .spawn(move || {
+                let r = BufReader::new(std::fs::File::from(rd));
+                for line in r.lines() {
+                    let Ok(line) = line else { break };
+                    let mut it = line.split_whitespace();
+                    let (Some(Ok(t)), Some(flag)) = (it.next().map(str::parse::<u64>), it.next())
+                    else {
+                        continue;
+                    };
+                    if let Some(rail) = &rail {
+                        rail.set(t, if flag == "1" { active } else { idle });
+                    }
+                }
+            })
+            .map_err(|e| io("phase thread", e))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.set_rail(monotonic_ns(), RailPoint { bus_volts: 0.0, amps: 0.0 });
+    }
+}
+
+impl BoardSession for VirtualBoard {
+    fn power_on(&mut self) -> RResult<(), PluginError> {
+        guard(|| self.start())
+    }
+
+    fn power_off(&mut self) -> RResult<(), PluginError> {
+        guard(|| {
+            self.stop();
+            Ok(())
+        })
+    }
+
+    fn check(&mut self) -> ROption<RString> {
+        if let Some(d) = &self.died {
+            return RSome(d.as_str().into());
+        }
+        let Some(c) = self.child.as_mut() else {
+            return RNone;
+        };
+        match c.try_wait() {
+            Ok(Some(status)) => {
+                let mut why = match (status.code(), status.signal()) {
+                    (Some(code), _) => format!("firmware exited with status {code}"),
+                    (None, Some(sig)) => format!("firmware killed by signal {sig}"),
+                    _ => "firmware exited".to_string(),
+                };
+                if let Some(mut err) = c.stderr.take() {
+                    let mut s = String::new();
+                    let _ = std::io::Read::read_to_string(&mut err, &mut s);
+                    if let Some(last) = s.lines().rev().find(|l| !l.trim().is_empty()) {
+                        why.push_str(": ");
+                        why.push_str(last.trim());
+                    }
+                }
+                self.child = None;
+                self.set_rail(monotonic_ns(), self.point(self.profile.idle_ma));
+                self.died = Some(why.clone());
+                RSome(why.into())
+            }
+            _ => RNone,
+        }
+    }
+}
+
+impl Drop for VirtualBoard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+extern "C" fn open_board(
+    spec: &BoardSpec,
+    rail: ROption<RailControlBox>,
+) -> RResult<BoardSessionBox, PluginError> {
+    guard(|| {
+        let profile = profile_table()
+            .into_iter()
+            .find(|p| p.name == spec.profile)
+            .ok_or_else(|| {
+                PluginError::new(
+                    ErrorKind::InvalidConfig,
+                    format!("virtual platform has no profile {:?}", spec.profile.as_str()),
+                )
+            })?;
+        if !std::path::Path::new(spec.firmware.as_str()).is_file() {
+            return Err(PluginError::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "posix firmware {} not found (build the workspace: cargo build --workspace)",
+                    spec.firmware
+                ),
+            ));
+        }
+        let board = VirtualBoard {
+            spec: spec.clone(),
+            profile,
+            rail: rail.into_option().map(Arc::new),
+            child: None,
+            died: None,
+        };
+        Ok(BoardSession_TO::from_value(board, TD_Opaque))
+    })
 }

@@ -4,6 +4,10 @@
 //!
 //! Cycle counts on this port are host nanoseconds scaled to the emulated profile's clock
 //! (`--clock-hz`): they measure the host CPU, not the real chip.
+//!
+//! With `--phase-fd N` the port writes one line `<CLOCK_MONOTONIC ns> <0|1>` to descriptor N at
+//! the start (1) and end (0) of every compute phase: the emulated board's power model (in the
+//! `virtual` platform plugin) follows it, as a bench instrument follows a board's timestamp GPIO.
 
 use std::{
     fs::File,
@@ -26,11 +30,12 @@ struct Args {
     ram: u64,
     flash: u64,
     ctx: usize,
+    phase_fd: Option<i32>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: labctl-fw-posix --model FILE [--serial TTY] [--platform NAME] [--clock-hz N] [--ram BYTES] [--flash BYTES] [--ctx TOKENS]"
+        "usage: labctl-fw-posix --model FILE [--serial TTY] [--platform NAME] [--clock-hz N] [--ram BYTES] [--flash BYTES] [--ctx TOKENS] [--phase-fd FD]"
     );
     std::process::exit(2)
 }
@@ -44,6 +49,7 @@ fn parse_args() -> Args {
         ram: 0,
         flash: 0,
         ctx: 256,
+        phase_fd: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -57,6 +63,7 @@ fn parse_args() -> Args {
             "--ram" => a.ram = num(&v),
             "--flash" => a.flash = num(&v),
             "--ctx" => a.ctx = num(&v).max(1) as usize,
+            "--phase-fd" => a.phase_fd = Some(num(&v) as i32),
             _ => usage(),
         }
     }
@@ -179,6 +186,28 @@ impl Port for PosixPort {
     fn flash_bytes(&self) -> u64 {
         self.args.flash
     }
+    fn phase(&mut self, computing: bool) {
+        let Some(fd) = self.args.phase_fd else {
+            return;
+        };
+        let line = format!("{} {}\n", monotonic_ns(), u8::from(computing));
+        // SAFETY: writing a buffer we own to a descriptor the parent handed us; a failed write
+        // only loses the power model's input, never the protocol.
+        unsafe {
+            libc::write(fd, line.as_ptr().cast(), line.len());
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock the host stamps its measurements on.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn main() {
