@@ -50,6 +50,13 @@ pub enum Command {
     },
     /// Live readings from power sensors, stored in the results database.
     Sense(SenseArgs),
+    /// Profile model(s) on board(s): power, boot, handshake, prompt, record; then a summary table.
+    Run(RunArgs),
+    /// Make, inspect and fit firmware model files.
+    Model {
+        #[command(subcommand)]
+        cmd: ModelCmd,
+    },
     /// Benchmarks (not part of the test suite).
     Bench {
         #[command(subcommand)]
@@ -88,6 +95,96 @@ pub struct SenseArgs {
     /// Print one JSON object per sensor per second instead of the live view.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Only these boards (comma-separated or repeated); default every board in the lab.
+    #[arg(long = "boards", value_delimiter = ',')]
+    pub boards: Vec<String>,
+    /// Model file(s), or PRESET[:QUANT] generated once beside the database (repeatable;
+    /// default stories260k:q8_0). Every board runs every model.
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+    /// Prompt text, tokenized byte-level (see docs/running.md).
+    #[arg(long, default_value = "Once upon a time, a little robot")]
+    pub prompt: String,
+    /// Tokens to generate per run.
+    #[arg(long, default_value_t = 32)]
+    pub tokens: u32,
+    /// Measured runs per board and model.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// Unrecorded warm-up runs before the measured ones.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u32,
+    /// Also measure quantization accuracy (top-1 agreement, KL) of every quantization of the
+    /// run's models against their f32 reference, stored in quant_accuracy.
+    #[arg(long)]
+    pub validate: bool,
+    /// How long a board may take to boot and answer the handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub boot_timeout: std::time::Duration,
+    /// Longest silence from a board during a run before it is failed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub token_timeout: std::time::Duration,
+    /// Print the summary as JSON (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Generate a deterministic model file from a preset.
+    Gen {
+        #[arg(long)]
+        preset: String,
+        /// q8_0, q4_0, q3, q2 or f32.
+        #[arg(long, default_value = "q8_0")]
+        quant: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Seed of the weights (recorded in the file; 0 is reserved).
+        #[arg(long, default_value_t = crate::model::DEFAULT_SEED)]
+        seed: u32,
+    },
+    /// Architecture, parameters, bytes per tensor and quantization of a model file.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Does a model fit a board profile: weights in flash, KV cache + activations + firmware in RAM.
+    Fit {
+        file: PathBuf,
+        /// Board profile, e.g. esp32s3, stm32f7, rp2040.
+        #[arg(long)]
+        profile: String,
+        /// Platform plugin serving the profile.
+        #[arg(long, default_value = "virtual")]
+        platform: String,
+        /// Context length in tokens (default: the model's full context).
+        #[arg(long)]
+        ctx: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the presets `gen` knows.
+    Presets {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Top-1 agreement and KL of every quantization of a generated model against f32.
+    Validate {
+        file: PathBuf,
+        #[arg(long, default_value = "Once upon a time, a little robot")]
+        prompt: String,
+        /// Tokens the f32 reference generates after the prompt (the teacher-forced sequence).
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,10 +7,13 @@ mod bus;
 mod cli;
 mod clock;
 mod lab;
+mod model;
 mod plugins;
 mod rails;
 mod relay;
+mod run;
 mod sense;
+mod serial;
 mod store;
 
 use std::process::ExitCode;
@@ -73,5 +76,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Boards { json } => boards::cmd_boards(&cli.lab, json),
         Command::Sense(args) => sense::cmd_sense(&cli.lab, args),
         Command::Bench { what } => bench::cmd_bench(what),
+        Command::Model { cmd } => {
+            let lab = lab::load_optional(&cli.lab)?;
+            model::cmd_model(cmd, lab.as_ref())
+        }
+        Command::Run(args) => run::cmd_run(&cli.lab, args),
     }
 }

@@ -109,7 +109,8 @@ impl RailControl for RailHandle {
     }
 }
 
-/// Energy in millijoules a rail delivered over `[from_ns, to_ns]`, from its steps.
+/// Energy in millijoules a rail delivered from its first step to `to_ns`.
+#[cfg(test)]
 pub fn energy_mj(steps: &[Step], to_ns: u64) -> f64 {
     let mut e = 0.0;
     for (i, s) in steps.iter().enumerate() {

@@ -152,7 +152,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN clock_hz BIGINT;
     ALTER TABLE runs ADD COLUMN align_offset_us DOUBLE;
     ALTER TABLE runs ADD COLUMN align_err_us DOUBLE;
-    ALTER TABLE runs ADD COLUMN garbage_frames BIGINT;
+    ALTER TABLE runs ADD COLUMN garbage_bytes BIGINT;
+    ALTER TABLE runs ADD COLUMN bad_frames BIGINT;
     ALTER TABLE tokens ADD COLUMN token_id INTEGER;
     ALTER TABLE tokens ADD COLUMN board_us BIGINT;
     ALTER TABLE tokens ADD COLUMN host_rx_us BIGINT;
@@ -174,6 +175,61 @@ const MIGRATIONS: &[&str] = &[
         top1_agreement DOUBLE,
         mean_kl DOUBLE
     );
+    -- Energy integrates the trapezoids between consecutive samples, clipped to the interval
+    -- (whole run, or first to last decode token), so short decodes between two samples count.
+    CREATE OR REPLACE VIEW run_summary AS
+    WITH dec AS (
+        SELECT run_id, t_us,
+               t_us - lag(t_us) OVER (PARTITION BY run_id ORDER BY idx) AS gap_us
+        FROM tokens WHERE phase = 'decode'
+    ),
+    tok AS (
+        SELECT run_id,
+               min(t_us) / 1000.0 AS ttft_ms,
+               quantile_cont(gap_us, 0.5) / 1000.0 AS itl_p50_ms,
+               quantile_cont(gap_us, 0.9) / 1000.0 AS itl_p90_ms,
+               quantile_cont(gap_us, 0.99) / 1000.0 AS itl_p99_ms,
+               CASE WHEN count(*) > 1 AND max(t_us) > min(t_us)
+                    THEN (count(*) - 1) * 1e6 / (max(t_us) - min(t_us)) END AS tokens_per_s,
+               count(*) AS decode_tokens,
+               min(t_us) AS dec_start,
+               max(t_us) AS dec_end
+        FROM dec GROUP BY run_id
+    ),
+    e2e AS (SELECT run_id, max(t_us) AS end_us FROM tokens GROUP BY run_id),
+    pw AS (
+        SELECT run_id, t_us, power_mw,
+               lag(t_us) OVER w AS prev_t,
+               lag(power_mw) OVER w AS prev_p
+        FROM power_samples WHERE run_id IS NOT NULL
+        WINDOW w AS (PARTITION BY run_id, sensor ORDER BY t_us)
+    ),
+    en AS (
+        SELECT pw.run_id,
+               avg(pw.power_mw) FILTER (WHERE pw.t_us BETWEEN 0 AND e2e.end_us) AS avg_power_mw,
+               max(pw.power_mw) FILTER (WHERE pw.t_us BETWEEN 0 AND e2e.end_us) AS peak_power_mw,
+               sum((pw.power_mw + pw.prev_p) / 2
+                   * greatest(0, least(pw.t_us, e2e.end_us) - greatest(pw.prev_t, 0))) / 1e6
+                   AS energy_mj,
+               sum((pw.power_mw + pw.prev_p) / 2
+                   * greatest(0, least(pw.t_us, tok.dec_end) - greatest(pw.prev_t, tok.dec_start)))
+                   / 1e6 AS decode_energy_mj
+        FROM pw JOIN e2e USING (run_id) LEFT JOIN tok USING (run_id)
+        GROUP BY pw.run_id
+    )
+    SELECT r.run_id, r.board, r.platform, r.profile, r.model, r.quant,
+           tok.ttft_ms, tok.itl_p50_ms, tok.itl_p90_ms, tok.itl_p99_ms, tok.tokens_per_s,
+           e2e.end_us / 1000.0 AS e2e_ms,
+           en.avg_power_mw, en.peak_power_mw, en.energy_mj,
+           en.decode_energy_mj / nullif(tok.decode_tokens - 1, 0) AS energy_per_token_mj,
+           (m.static_ram_bytes + m.heap_peak_bytes + m.stack_peak_bytes) / 1024.0 AS ram_peak_kb,
+           m.flash_bytes / 1024.0 AS flash_kb,
+           r.simulated
+    FROM runs r
+    LEFT JOIN tok USING (run_id)
+    LEFT JOIN e2e USING (run_id)
+    LEFT JOIN en USING (run_id)
+    LEFT JOIN run_memory m USING (run_id);
     "#,
 ];
 
@@ -567,7 +623,7 @@ mod tests {
         s.conn
             .execute_batch(
                 "INSERT INTO runs (run_id, board, status, simulated) VALUES ('r1', 'b', 'ok', true);
-                 INSERT INTO tokens VALUES ('r1', 0, 'prefill', 1000, NULL), ('r1', 1, 'decode', 10000, NULL),
+                 INSERT INTO tokens (run_id, idx, phase, t_us, cycles) VALUES ('r1', 0, 'prefill', 1000, NULL), ('r1', 1, 'decode', 10000, NULL),
                    ('r1', 2, 'decode', 20000, NULL), ('r1', 3, 'decode', 40000, NULL);
                  INSERT INTO power_samples (run_id, sensor, board, t_us, power_mw, simulated)
                    SELECT 'r1', 's', 'b', i * 1000, 100.0, true FROM range(0, 41) t(i);",

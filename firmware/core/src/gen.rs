@@ -55,11 +55,18 @@ fn push_matrix(out: &mut Vec<u8>, cfg: &Config, rng: &mut Rng, rows: usize, cols
     }
 }
 
+/// Bumped whenever the same preset and seed would give different weights (caches of generated
+/// models are kept per generator version).
+pub const GENERATOR_VERSION: u32 = 2;
+
+/// Standard deviation of embeddings that double as the classifier.
+pub const EMBED_STD_SHARED: f32 = 0.1;
+
 /// The whole model file for `cfg`, deterministic in `seed`.
-pub fn generate(cfg: &Config, seed: u64) -> Vec<u8> {
+pub fn generate(cfg: &Config, seed: u32) -> Vec<u8> {
     let layout = cfg.layout();
     let mut out = Vec::with_capacity(layout.total);
-    out.extend_from_slice(&cfg.header());
+    out.extend_from_slice(&cfg.header_with_seed(seed));
     debug_assert_eq!(out.len(), HEADER_LEN);
     // RoPE table, theta = 10000.
     let hd = cfg.head_dim();
@@ -76,10 +83,19 @@ pub fn generate(cfg: &Config, seed: u64) -> Vec<u8> {
         cfg.kv_dim(),
         cfg.vocab_size as usize,
     );
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::new(u64::from(seed));
     let sd = 1.0 / (d as f32).sqrt();
     let sh = 1.0 / (h as f32).sqrt();
-    push_matrix(&mut out, cfg, &mut rng, v, d, 1.0);
+    // A shared classifier scores the residual stream against the embedding itself: embeddings
+    // as large as the layers' outputs make every model predict its input token again. Small
+    // ones give the layers' outputs the say, and next-token distributions that are neither flat
+    // nor one-hot, so quantization error shows in the agreement figures.
+    let emb_std = if cfg.shared_classifier {
+        EMBED_STD_SHARED
+    } else {
+        1.0
+    };
+    push_matrix(&mut out, cfg, &mut rng, v, d, emb_std);
     for _ in 0..cfg.n_layers {
         push_f32s(&mut out, (0..d).map(|_| 1.0));
         push_matrix(&mut out, cfg, &mut rng, d, d, sd);
@@ -246,7 +262,12 @@ pub fn distributions(
     seq: &[u32],
 ) -> Result<Vec<Vec<f64>>, crate::infer::InferError> {
     let mut out = Vec::with_capacity(seq.len());
-    drive(m, seq.len(), |pos, _| seq[pos], |_, l| out.push(softmax64(l)))?;
+    drive(
+        m,
+        seq.len(),
+        |pos, _| seq[pos],
+        |_, l| out.push(softmax64(l)),
+    )?;
     Ok(out)
 }
 

@@ -160,7 +160,8 @@ impl VirtualBoard {
             return Ok(());
         }
         self.died = None;
-        let io = |what: &str, e: std::io::Error| PluginError::new(ErrorKind::Io, format!("{what}: {e}"));
+        let io =
+            |what: &str, e: std::io::Error| PluginError::new(ErrorKind::Io, format!("{what}: {e}"));
         // The phase pipe: the firmware writes edges to fd 3, a thread here drives the rail.
         let mut fds = [0i32; 2];
         // SAFETY: pipe2 fills two descriptors we then own.
@@ -202,7 +203,10 @@ impl VirtualBoard {
             .map_err(|e| io(&format!("starting firmware {}", self.spec.firmware), e))?;
         drop(wr);
         let rail = self.rail.clone();
-        let (idle, active) = (self.point(self.profile.idle_ma), self.point(self.profile.active_ma));
+        let (idle, active) = (
+            self.point(self.profile.idle_ma),
+            self.point(self.profile.active_ma),
+        );
         std::thread::Builder::new()
             .name(format!("phase-{}", self.spec.board))
             .spawn(move || {
@@ -229,7 +233,13 @@ impl VirtualBoard {
             let _ = c.kill();
             let _ = c.wait();
         }
-        self.set_rail(monotonic_ns(), RailPoint { bus_volts: 0.0, amps: 0.0 });
+        self.set_rail(
+            monotonic_ns(),
+            RailPoint {
+                bus_volts: 0.0,
+                amps: 0.0,
+            },
+        );
     }
 }
 
@@ -294,7 +304,10 @@ extern "C" fn open_board(
             .ok_or_else(|| {
                 PluginError::new(
                     ErrorKind::InvalidConfig,
-                    format!("virtual platform has no profile {:?}", spec.profile.as_str()),
+                    format!(
+                        "virtual platform has no profile {:?}",
+                        spec.profile.as_str()
+                    ),
                 )
             })?;
         if !std::path::Path::new(spec.firmware.as_str()).is_file() {

@@ -1,0 +1,1147 @@
+//! `labctl run`: profiles models on boards, all boards in parallel. Per board and model: relay on
+//! → the platform plugin boots the board (for `virtual`: the posix firmware behind a pty) →
+//! handshake → warm-up and measured runs (prompt, token events, operator breakdown, memory) while
+//! the board's sensor samples its supply → power off. One writer stores everything; a summary of
+//! `run_summary` is printed at the end.
+//!
+//! Clocks (docs/running.md): t = 0 is the host instant just before the prompt's first byte is
+//! written. Sensor samples are stamped on the host clock directly. Token events carry the board's
+//! own microsecond clock; they are mapped to the host clock with the line that fits
+//! (host receive time − board time) over the run, shifted down onto its fastest frame, and the
+//! spread of the others above that line is stored as the alignment error.
+
+use std::{
+    collections::HashMap,
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::{RNone, ROption, RSome};
+use anyhow::Context;
+use duckdb::params;
+use fwcore::proto::PROTOCOL_VERSION;
+use lab_config::Board;
+use labctl_plugin_api::{BoardProfile, BoardSessionBox, BoardSpec, PlatformApiRef, PowerSensorBox};
+
+use crate::{
+    cli::RunArgs,
+    clock,
+    lab::{Rig, Runtime},
+    model::{self, ModelFile},
+    plugins::exe_dir,
+    rails::Rail,
+    relay,
+    sense::{sample_loop, stop_flag, Meta},
+    serial::{Link, LinkEnd, Pty, RxFrame},
+    store::{ingest, Rec, Store, TokenRow},
+    BadInput, Failed,
+};
+
+/// Name of the posix firmware program, found beside `labctl` (or in its `firmware/` folder).
+pub const POSIX_FIRMWARE: &str = "labctl-fw-posix";
+/// Prompt ids per `IDS` frame (the firmware's limit).
+const IDS_PER_FRAME: usize = fwcore::fw::IDS_PER_FRAME;
+
+/// Where the posix firmware is: beside labctl, or in its `firmware/` subfolder.
+pub fn find_firmware() -> PathBuf {
+    let dir = exe_dir();
+    let beside = dir.join(POSIX_FIRMWARE);
+    if beside.is_file() {
+        return beside;
+    }
+    dir.join("firmware").join(POSIX_FIRMWARE)
+}
+
+/// What a board thread shows on the progress display.
+#[derive(Clone, Default)]
+struct Line {
+    board: String,
+    state: String,
+    done: u32,
+    total: u32,
+}
+
+/// Shared progress of every board, drawn on stderr when it is a terminal.
+struct Progress {
+    lines: Mutex<Vec<Line>>,
+    tty: bool,
+    drawn: Mutex<(bool, Instant)>,
+}
+
+impl Progress {
+    fn set(&self, board: &str, state: impl Into<String>, done: u32, total: u32) {
+        let state = state.into();
+        let mut l = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(x) = l.iter_mut().find(|x| x.board == board) {
+            x.state = state;
+            x.done = done;
+            x.total = total;
+        }
+    }
+
+    /// A line that stays (run finished, board failed): printed above the live lines.
+    fn note(&self, msg: &str) {
+        let mut d = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
+        if self.tty && d.0 {
+            let n = self.lines.lock().map(|l| l.len()).unwrap_or(0);
+            eprint!("\x1b[{n}A\x1b[J");
+            d.0 = false;
+        }
+        eprintln!("{msg}");
+    }
+
+    fn draw(&self, force: bool) {
+        if !self.tty {
+            return;
+        }
+        let mut d = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && d.1.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        let l = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        if d.0 {
+            out.push_str(&format!("\x1b[{}A", l.len()));
+        }
+        for x in l.iter() {
+            let bar = if x.total > 0 {
+                let w = 20usize;
+                let f = (x.done as usize * w / x.total as usize).min(w);
+                format!(
+                    "[{}{}] {:>4}/{:<4}",
+                    "#".repeat(f),
+                    ".".repeat(w - f),
+                    x.done,
+                    x.total
+                )
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("\x1b[2K  {:<16} {bar} {}\n", x.board, x.state));
+        }
+        eprint!("{out}");
+        *d = (true, Instant::now());
+    }
+}
+
+/// Everything a board thread needs.
+struct BoardJob<'a> {
+    board: Board,
+    profile: BoardProfile,
+    platform: PlatformApiRef,
+    plugin_version: String,
+    sensor: Option<(PowerSensorBox, Meta)>,
+    rail: Option<Arc<Rail>>,
+    models: &'a [Arc<ModelPlan>],
+    args: &'a RunArgs,
+    batch: &'a str,
+    firmware: &'a Path,
+    stop: &'a AtomicBool,
+    progress: &'a Progress,
+    lab: &'a lab_config::Lab,
+    tx: mpsc::Sender<Rec>,
+}
+
+/// A model with its prompt, ready to run.
+struct ModelPlan {
+    file: ModelFile,
+    prompt_ids: Vec<u32>,
+}
+
+/// The run a board is in, for stamping its sensor's samples.
+type Current = Mutex<Option<(Arc<str>, Instant)>>;
+
+/// Raw token event as received.
+struct Tok {
+    idx: i32,
+    decode: bool,
+    id: i32,
+    cycles: Option<i64>,
+    board_us: u64,
+    rx: Instant,
+}
+
+/// How one run ended.
+struct Outcome {
+    status: &'static str,
+    error: Option<String>,
+}
+
+/// One run's result on the board side.
+struct RunResult {
+    toks: Vec<Tok>,
+    ops: Option<[(String, i64); 4]>,
+    mem: Option<(i64, i64, i64, i64)>,
+    outcome: Outcome,
+    /// t = 0 of the run on the host clock (ns): just before the prompt's first byte.
+    t0_ns: u64,
+    end: Instant,
+    /// Garbage (bytes, bad frames) the link had counted when the run started.
+    garbage_before: (u64, u64),
+}
+
+/// Maps board microseconds to host nanoseconds: `h = b + a + s·b` shifted onto the fastest frame.
+/// Returns (offset at b = 0 in ns, slope, median and max residual in µs).
+fn align(toks: &[Tok]) -> Option<(f64, f64, f64, f64)> {
+    if toks.is_empty() {
+        return None;
+    }
+    let pts: Vec<(f64, f64)> = toks
+        .iter()
+        .map(|t| {
+            let b = t.board_us as f64 * 1000.0;
+            (b, clock::ns_of(t.rx) as f64 - b)
+        })
+        .collect();
+    let n = pts.len() as f64;
+    let mut slope = 0.0;
+    if pts.len() >= 8 {
+        let (mb, md) = (
+            pts.iter().map(|p| p.0).sum::<f64>() / n,
+            pts.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let var: f64 = pts.iter().map(|p| (p.0 - mb).powi(2)).sum();
+        if var > 0.0 {
+            slope = pts.iter().map(|p| (p.0 - mb) * (p.1 - md)).sum::<f64>() / var;
+        }
+        // Crystal drift is tens of ppm; anything steeper is noise from a short run.
+        if slope.abs() > 1e-3 {
+            slope = 0.0;
+        }
+    }
+    let offset = pts
+        .iter()
+        .map(|p| p.1 - slope * p.0)
+        .fold(f64::INFINITY, f64::min);
+    let mut res: Vec<f64> = pts
+        .iter()
+        .map(|p| (p.1 - slope * p.0 - offset) / 1000.0)
+        .collect();
+    res.sort_by(f64::total_cmp);
+    Some((offset, slope, res[res.len() / 2], res[res.len() - 1]))
+}
+
+impl BoardJob<'_> {
+    fn name(&self) -> &str {
+        &self.board.name
+    }
+
+    fn exec(&self, f: impl FnOnce(&duckdb::Connection) -> duckdb::Result<()> + Send + 'static) {
+        let _ = self.tx.send(Rec::Exec(Box::new(f)));
+    }
+
+    /// A run that never started (board faulted, boot failed): one `failed` row per model.
+    fn record_failed(&self, model: &ModelPlan, midx: usize, why: &str) -> Arc<str> {
+        let run_id: Arc<str> = format!("{}-{}-m{midx}-r0", self.batch, self.name()).into();
+        self.insert_run(&run_id, model, 0);
+        let (id, why) = (run_id.to_string(), why.to_string());
+        self.exec(move |c| {
+            c.execute(
+                "UPDATE runs SET finished_at = current_timestamp, status = 'failed', error = ? WHERE run_id = ?",
+                params![why, id],
+            )
+            .map(|_| ())
+        });
+        run_id
+    }
+
+    fn insert_run(&self, run_id: &Arc<str>, m: &ModelPlan, repeat: u32) {
+        let v = (
+            run_id.to_string(),
+            self.board.name.clone(),
+            self.board.platform.clone(),
+            self.board.profile.clone(),
+            m.file.name(),
+            m.file.cfg.quant.name(),
+            m.prompt_ids.len() as i32,
+            self.args.tokens as i32,
+            self.profile.emulated,
+            self.plugin_version.clone(),
+            self.batch.to_string(),
+            repeat as i32,
+            self.args.prompt.clone(),
+            if self.profile.emulated {
+                "host-cpu: emulated board, timings are the host CPU's, not the real chip's"
+            } else {
+                "board"
+            },
+            self.profile.clock_hz as i64,
+        );
+        self.exec(move |c| {
+            c.execute(
+                "INSERT INTO runs (run_id, started_at, board, platform, profile, model, quant, prompt_tokens, gen_tokens, status, simulated, labctl_version, plugin_version, batch_id, repeat_idx, prompt, timing_source, clock_hz) \
+                 VALUES (?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![v.0, v.1, v.2, v.3, v.4, v.5, v.6, v.7, v.8, env!("CARGO_PKG_VERSION"), v.9, v.10, v.11, v.12, v.13, v.14],
+            )
+            .map(|_| ())
+        });
+    }
+
+    /// Runs every model on this board. Returns the run ids recorded.
+    fn run(mut self) -> Vec<Arc<str>> {
+        let mut ids = vec![];
+        let current: Arc<Current> = Arc::new(Mutex::new(None));
+        let board_stop = AtomicBool::new(false);
+        let session_id: Arc<str> = format!("{}-{}", self.batch, self.name()).into();
+        let start = Instant::now();
+        let sensor = self.sensor.take();
+        let tx = self.tx.clone();
+        std::thread::scope(|scope| {
+            // The board's sensor samples for the whole session; samples inside a run carry its id
+            // and time from its t = 0.
+            let sampler = sensor.map(|(dev, meta)| {
+                let cur = current.clone();
+                let stop = &board_stop;
+                let session = session_id.clone();
+                let tx = tx.clone();
+                std::thread::Builder::new()
+                    .name(format!("sample-{}", meta.name))
+                    .spawn_scoped(scope, move || {
+                        let stamp = move |t0: Instant, t1: Instant| {
+                            let mid = t0 + (t1 - t0) / 2;
+                            match &*cur.lock().unwrap_or_else(|p| p.into_inner()) {
+                                Some((id, origin)) => (
+                                    Some(id.clone()),
+                                    if mid >= *origin {
+                                        (mid - *origin).as_micros() as i64
+                                    } else {
+                                        -((*origin - mid).as_micros() as i64)
+                                    },
+                                ),
+                                None => (None, (mid - start).as_micros() as i64),
+                            }
+                        };
+                        sample_loop(dev, &meta, session, start, None, stop, &stamp, tx)
+                    })
+                    .expect("spawn sampler")
+            });
+            for (midx, m) in self.models.iter().enumerate() {
+                if self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                ids.extend(self.run_model(m, midx, &current));
+            }
+            board_stop.store(true, Ordering::Relaxed);
+            if let Some(h) = sampler {
+                if let Ok(rep) = h.join() {
+                    if let Some(f) = rep.failed {
+                        self.progress
+                            .note(&format!("{}: sensor failed: {f}", self.name()));
+                    }
+                }
+            }
+        });
+        self.progress.set(self.name(), "done", 0, 0);
+        ids
+    }
+
+    fn power(&self, on: bool) -> Result<(), String> {
+        if self.board.relay.is_none() {
+            return Ok(());
+        }
+        relay::set_board_power(self.lab, &self.board.name, on)
+            .map(|_| ())
+            .map_err(|e| format!("relay: {e:#}"))
+    }
+
+    /// One model on this board: boot with it, handshake, warm-up and measured runs, power off.
+    fn run_model(&self, m: &ModelPlan, midx: usize, current: &Current) -> Vec<Arc<str>> {
+        let name = self.name().to_string();
+        let ctx = m.prompt_ids.len() + self.args.tokens as usize;
+        let fit = model::fit(&m.file.cfg, m.file.bytes.len() as u64, &self.profile, ctx);
+        if !fit.fits() {
+            let why = format!(
+                "model does not fit {}: {}",
+                self.profile.name,
+                fit.why_not()
+            );
+            self.progress.note(&format!("{name}: {why}"));
+            return vec![self.record_failed(m, midx, &why)];
+        }
+        self.progress.set(&name, "powering on", 0, 0);
+        let pty = match Pty::open() {
+            Ok(p) => p,
+            Err(e) => return vec![self.record_failed(m, midx, &format!("pty: {e}"))],
+        };
+        let spec = BoardSpec {
+            board: name.as_str().into(),
+            profile: self.board.profile.as_str().into(),
+            serial: pty.slave_path.as_str().into(),
+            firmware: self.firmware.to_string_lossy().as_ref().into(),
+            model: m.file.path.to_string_lossy().as_ref().into(),
+            ctx_tokens: ctx as u32,
+        };
+        let rail = match &self.rail {
+            Some(r) => RSome(r.control()),
+            None => RNone,
+        };
+        let mut session = match (self.platform.open_board())(&spec, rail).into_result() {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("platform {}: {}", self.board.platform, e.message);
+                self.progress.note(&format!("{name}: {why}"));
+                return vec![self.record_failed(m, midx, &why)];
+            }
+        };
+        if let Err(why) = self.power(true) {
+            return vec![self.record_failed(m, midx, &why)];
+        }
+        let mut ids = vec![];
+        let result = (|| -> Result<(), String> {
+            session
+                .power_on()
+                .into_result()
+                .map_err(|e| format!("power on: {}", e.message))?;
+            let mut link = pty.link().map_err(|e| format!("serial: {e}"))?;
+            let fw = self.handshake(&mut link, &mut session, m)?;
+            let total_runs = self.args.warmup + self.args.repeat;
+            for r in 0..total_runs {
+                if self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let warm = r < self.args.warmup;
+                let label = if warm {
+                    format!("warm-up {}/{}", r + 1, self.args.warmup)
+                } else {
+                    format!("run {}/{}", r - self.args.warmup + 1, self.args.repeat)
+                };
+                let run_id: Option<Arc<str>> = (!warm).then(|| {
+                    format!("{}-{name}-m{midx}-r{}", self.batch, r - self.args.warmup).into()
+                });
+                if let Some(id) = &run_id {
+                    self.insert_run(id, m, r - self.args.warmup);
+                    let (id2, fw2) = (id.to_string(), fw.clone());
+                    self.exec(move |c| {
+                        c.execute(
+                            "UPDATE runs SET firmware_version = ? WHERE run_id = ?",
+                            params![fw2, id2],
+                        )
+                        .map(|_| ())
+                    });
+                    ids.push(id.clone());
+                }
+                let res = self.one_run(&mut link, &mut session, m, run_id.clone(), current, &label);
+                let failed = res.outcome.status != "ok";
+                let msg = format!(
+                    "{name}: {label} {}{}",
+                    res.outcome.status,
+                    res.outcome
+                        .error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+                if let Some(id) = run_id {
+                    self.store_run(&id, res, &link);
+                }
+                self.progress.note(&msg);
+                if failed {
+                    break;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(why) = &result {
+            self.progress.note(&format!("{name}: {why}"));
+            if ids.is_empty() {
+                ids.push(self.record_failed(m, midx, why));
+            }
+        }
+        self.progress.set(&name, "powering off", 0, 0);
+        let _ = session.power_off();
+        if let Err(why) = self.power(false) {
+            self.progress.note(&format!("{name}: {why}"));
+        }
+        ids
+    }
+
+    /// Waits for the board's boot banner, checks the protocol and the model it loaded.
+    fn handshake(
+        &self,
+        link: &mut Link,
+        session: &mut BoardSessionBox,
+        m: &ModelPlan,
+    ) -> Result<String, String> {
+        self.progress.set(self.name(), "booting", 0, 0);
+        let deadline = Instant::now() + self.args.boot_timeout;
+        let stop = || self.stop.load(Ordering::Relaxed);
+        let mut alive = || into_reason(session.check());
+        let mut ask = |link: &mut Link, kind: &str, want: &str| -> Result<RxFrame, String> {
+            link.send(kind, &[("proto", &PROTOCOL_VERSION)])
+                .map_err(|e| format!("serial write: {e}"))?;
+            loop {
+                let f = link
+                    .next(deadline, &mut alive, &stop)
+                    .map_err(|e| match e {
+                        LinkEnd::Timeout => format!(
+                            "no {want} from the board within {:.0?} of power on",
+                            self.args.boot_timeout
+                        ),
+                        LinkEnd::Dead(why) => format!("board died during boot: {why}"),
+                        LinkEnd::Stopped => "interrupted".into(),
+                    })?;
+                match f.frame().kind {
+                    k if k == want => return Ok(f),
+                    "ERR" => {
+                        return Err(format!(
+                            "board refused {kind}: {}",
+                            f.frame().get("what").unwrap_or("?")
+                        ))
+                    }
+                    _ => continue,
+                }
+            }
+        };
+        let ready = ask(link, "HELLO", "READY")?;
+        let fr = ready.frame();
+        let proto = fr
+            .u32("proto")
+            .map_err(|_| "READY without proto".to_string())?;
+        if proto != PROTOCOL_VERSION {
+            return Err(format!(
+                "board speaks protocol {proto}, this labctl speaks {PROTOCOL_VERSION}"
+            ));
+        }
+        let fw = fr.get("fw").unwrap_or("?").to_string();
+        let info = ask(link, "INFO", "MODEL")?;
+        let f = info.frame();
+        let want = &m.file.cfg;
+        let same = f.get("quant") == Some(want.quant.name())
+            && f.u32("dim") == Ok(want.dim)
+            && f.u32("layers") == Ok(want.n_layers)
+            && f.u32("vocab") == Ok(want.vocab_size);
+        if !same {
+            return Err(format!(
+                "the board reports a different model than {} (board: {})",
+                m.file.path.display(),
+                String::from_utf8_lossy(&info.line)
+            ));
+        }
+        Ok(fw)
+    }
+
+    /// One prompt: send it, collect token events until `DONE`.
+    fn one_run(
+        &self,
+        link: &mut Link,
+        session: &mut BoardSessionBox,
+        m: &ModelPlan,
+        run_id: Option<Arc<str>>,
+        current: &Current,
+        label: &str,
+    ) -> RunResult {
+        let name = self.name().to_string();
+        let n = m.prompt_ids.len();
+        let total = (n + self.args.tokens as usize) as u32;
+        let t0 = Instant::now();
+        if let Some(id) = &run_id {
+            *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((id.clone(), t0));
+        }
+        let mut res = RunResult {
+            toks: vec![],
+            ops: None,
+            mem: None,
+            outcome: Outcome {
+                status: "ok",
+                error: None,
+            },
+            t0_ns: clock::ns_of(t0),
+            end: t0,
+            garbage_before: link.garbage(),
+        };
+        let fail = |res: &mut RunResult, status: &'static str, why: String| {
+            res.outcome = Outcome {
+                status,
+                error: Some(why),
+            };
+        };
+        let sent = (|| -> std::io::Result<()> {
+            link.send("PROMPT", &[("gen", &self.args.tokens), ("n", &n)])?;
+            for chunk in m.prompt_ids.chunks(IDS_PER_FRAME) {
+                let ids = chunk
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                link.send("IDS", &[("ids", &ids)])?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = sent {
+            fail(&mut res, "failed", format!("serial write: {e}"));
+        }
+        let stop = || self.stop.load(Ordering::Relaxed);
+        let mut alive = || into_reason(session.check());
+        while res.outcome.error.is_none() {
+            let deadline = Instant::now() + self.args.token_timeout;
+            let f = match link.next(deadline, &mut alive, &stop) {
+                Ok(f) => f,
+                Err(LinkEnd::Timeout) => {
+                    fail(
+                        &mut res,
+                        "failed",
+                        format!(
+                            "no answer from the board for {:.0?}",
+                            self.args.token_timeout
+                        ),
+                    );
+                    break;
+                }
+                Err(LinkEnd::Dead(why)) => {
+                    fail(&mut res, "failed", format!("board died mid-run: {why}"));
+                    break;
+                }
+                Err(LinkEnd::Stopped) => {
+                    fail(&mut res, "aborted", "interrupted by the user".into());
+                    break;
+                }
+            };
+            let fr = f.frame();
+            match fr.kind {
+                "TOK" => {
+                    let (Ok(i), Ok(us), Ok(id)) = (fr.u32("i"), fr.u64("us"), fr.u32("id")) else {
+                        continue;
+                    };
+                    res.toks.push(Tok {
+                        idx: i as i32,
+                        decode: fr.get("ph") == Some("d"),
+                        id: id as i32,
+                        cycles: fr.u64("cyc").ok().map(|c| c as i64),
+                        board_us: us,
+                        rx: f.at,
+                    });
+                    let done = res.toks.len() as u32;
+                    if done % 4 == 0 || done == total {
+                        let phase = if res.toks.last().is_some_and(|t| t.decode) {
+                            "decode"
+                        } else {
+                            "prefill"
+                        };
+                        self.progress
+                            .set(&name, format!("{label} {phase}"), done, total);
+                    }
+                }
+                "OPS" => {
+                    let g = |k: &str| fr.u64(k).unwrap_or(0) as i64;
+                    res.ops = Some([
+                        ("matmul".into(), g("matmul")),
+                        ("attention".into(), g("attention")),
+                        ("norm".into(), g("norm")),
+                        ("other".into(), g("other")),
+                    ]);
+                }
+                "MEM" => {
+                    let g = |k: &str| fr.u64(k).unwrap_or(0) as i64;
+                    res.mem = Some((g("static"), g("heap"), g("stack"), g("model")));
+                }
+                "DONE" => break,
+                "ERR" => {
+                    let what = fr.get("what").unwrap_or("?").to_string();
+                    fail(&mut res, "failed", format!("board error: {what}"));
+                }
+                _ => {}
+            }
+        }
+        res.end = Instant::now();
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        res
+    }
+
+    /// Sends a finished (or failed) run's tokens, memory, operators and ground truth to the writer.
+    fn store_run(&self, run_id: &Arc<str>, res: RunResult, link: &Link) {
+        let t0_ns = res.t0_ns;
+        let al = align(&res.toks);
+        let rows: Vec<TokenRow> = res
+            .toks
+            .iter()
+            .map(|t| {
+                let b = t.board_us as f64 * 1000.0;
+                let host_ns = match al {
+                    Some((off, slope, _, _)) => b + off + slope * b,
+                    None => clock::ns_of(t.rx) as f64,
+                };
+                TokenRow {
+                    run_id: run_id.clone(),
+                    idx: t.idx,
+                    phase: if t.decode { "decode" } else { "prefill" },
+                    t_us: ((host_ns - t0_ns as f64) / 1000.0).round() as i64,
+                    cycles: t.cycles,
+                    token_id: t.id,
+                    board_us: t.board_us as i64,
+                    host_rx_us: (clock::ns_of(t.rx) as i64 - t0_ns as i64) / 1000,
+                }
+            })
+            .collect();
+        let generated = rows.iter().filter(|r| r.phase == "decode").count() as i32;
+        let _ = self.tx.send(Rec::Tokens(rows));
+        let (gb, gf) = link.garbage();
+        let (gb, gf) = (gb - res.garbage_before.0, gf - res.garbage_before.1);
+        let id = run_id.to_string();
+        let (status, error) = (res.outcome.status, res.outcome.error.clone());
+        let (off, med) = al.map_or((None, None), |a| (Some(a.0 / 1000.0), Some(a.2)));
+        let ops = res.ops.clone();
+        let mem = res.mem;
+        // Ground truth of a simulated rail over the run, for checking the measurement chain.
+        let truth: Vec<(f64, f64, f64)> = self
+            .rail
+            .as_ref()
+            .map(|r| {
+                r.steps_between(t0_ns, clock::ns_of(res.end))
+                    .iter()
+                    .map(|s| {
+                        (
+                            (s.t_ns as f64 - t0_ns as f64) / 1000.0,
+                            s.point.bus_volts * 1000.0,
+                            s.point.amps * 1000.0,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (board, model_bytes) = (self.board.name.clone(), mem.map(|m| m.3));
+        self.exec(move |c| {
+            c.execute(
+                "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, gen_tokens = ?, \
+                 align_offset_us = ?, align_err_us = ?, garbage_bytes = ?, bad_frames = ? WHERE run_id = ?",
+                params![status, error, generated, off, med, gb as i64, gf as i64, id],
+            )?;
+            if let Some(ops) = ops {
+                for (op, cyc) in ops {
+                    c.execute("INSERT INTO run_ops VALUES (?, ?, ?, NULL)", params![id, op, cyc])?;
+                }
+            }
+            if let Some((st, heap, stack, model)) = mem {
+                c.execute(
+                    "INSERT INTO run_memory VALUES (?, ?, ?, ?, ?, ?)",
+                    params![id, st, heap, stack, model, model_bytes.unwrap_or(model)],
+                )?;
+            }
+            let mut app = c.appender("rail_truth")?;
+            for (t, mv, ma) in truth {
+                app.append_row(params![id, board, t, mv, ma])?;
+            }
+            app.flush()
+        });
+    }
+}
+
+fn into_reason(r: ROption<abi_stable::std_types::RString>) -> Option<String> {
+    r.into_option().map(|s| s.to_string())
+}
+
+/// `labctl run`
+pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
+    let rt = Runtime::open(lab_path)?;
+    if args.tokens == 0 || args.repeat == 0 {
+        return Err(BadInput("--tokens and --repeat must be at least 1".into()).into());
+    }
+    for b in &args.boards {
+        if rt.lab.board(b).is_none() {
+            return Err(BadInput(format!(
+                "no board named {b:?} in {} (boards: {})",
+                rt.lab.file.display(),
+                rt.lab
+                    .boards
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+    }
+    let boards: Vec<Board> = rt
+        .lab
+        .boards
+        .iter()
+        .filter(|b| args.boards.is_empty() || args.boards.contains(&b.name))
+        .cloned()
+        .collect();
+    if boards.is_empty() {
+        return Err(BadInput(format!("{} defines no boards", rt.lab.file.display())).into());
+    }
+    // Models and prompts are checked before any board is powered.
+    let cache = rt
+        .lab
+        .storage_path
+        .parent()
+        .map(|d| d.join("models"))
+        .unwrap_or_else(|| PathBuf::from("models"));
+    let specs = if args.models.is_empty() {
+        vec![model::DEFAULT_MODEL.to_string()]
+    } else {
+        args.models.clone()
+    };
+    let mut plans = vec![];
+    for spec in &specs {
+        let path = model::resolve(spec, &cache)?;
+        let file = ModelFile::load(&path)?;
+        let prompt_ids = model::encode(&args.prompt, file.cfg.vocab_size)?;
+        if prompt_ids.len() > fwcore::fw::MAX_PROMPT {
+            return Err(BadInput(format!(
+                "--prompt is {} tokens; the firmware takes at most {}",
+                prompt_ids.len(),
+                fwcore::fw::MAX_PROMPT
+            ))
+            .into());
+        }
+        let ctx = prompt_ids.len() + args.tokens as usize;
+        if ctx > file.cfg.seq_len as usize {
+            return Err(BadInput(format!(
+                "{} prompt tokens + {} generated exceed the context of {} ({} tokens)",
+                prompt_ids.len(),
+                args.tokens,
+                path.display(),
+                file.cfg.seq_len
+            ))
+            .into());
+        }
+        plans.push(Arc::new(ModelPlan { file, prompt_ids }));
+    }
+    let firmware = find_firmware();
+    let stop = stop_flag()?;
+    let store = Store::open(&rt.lab.storage_path, "run")?;
+    let batch = format!("run-{}", clock::unix_ms());
+    let mut rig = Rig::new(&rt);
+    let progress = Progress {
+        lines: Mutex::new(
+            boards
+                .iter()
+                .map(|b| Line {
+                    board: b.name.clone(),
+                    state: "waiting".into(),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        tty: std::io::stderr().is_terminal(),
+        drawn: Mutex::new((false, Instant::now())),
+    };
+    eprintln!(
+        "profiling {} model(s) on {} board(s) into {} (batch {batch}){}",
+        plans.len(),
+        boards.len(),
+        rt.lab.storage_path.display(),
+        if progress.tty { ", Ctrl-C to stop" } else { "" }
+    );
+    let (tx, rx) = mpsc::channel::<Rec>();
+    let mut jobs = vec![];
+    let mut early: Vec<Arc<str>> = vec![];
+    for b in &boards {
+        let fault = rt.board_faults.get(&b.name).cloned();
+        let api = rt.plugins.platform(&b.platform);
+        let profile = rt.plugins.profile(&b.platform, &b.profile).cloned();
+        let (Some(api), Some(profile), None) = (api, profile, fault.clone()) else {
+            let why = fault.unwrap_or_else(|| {
+                format!("platform {:?} has no profile {:?}", b.platform, b.profile)
+            });
+            progress.note(&format!("{}: faulted: {why}", b.name));
+            for (i, m) in plans.iter().enumerate() {
+                let id: Arc<str> = format!("{batch}-{}-m{i}-r0", b.name).into();
+                let v = (
+                    id.to_string(),
+                    b.name.clone(),
+                    b.platform.clone(),
+                    b.profile.clone(),
+                    m.file.name(),
+                    m.file.cfg.quant.name(),
+                    batch.clone(),
+                    why.clone(),
+                );
+                let _ = tx.send(Rec::Exec(Box::new(move |c| {
+                    c.execute(
+                        "INSERT INTO runs (run_id, started_at, finished_at, board, platform, profile, model, quant, status, error, simulated, batch_id, repeat_idx)                          VALUES (?, current_timestamp, current_timestamp, ?, ?, ?, ?, ?, 'failed', ?, false, ?, 0)",
+                        params![v.0, v.1, v.2, v.3, v.4, v.5, v.7, v.6],
+                    )
+                    .map(|_| ())
+                })));
+                early.push(id);
+            }
+            continue;
+        };
+        let mut sensor = None;
+        let mut rail = None;
+        if let Some(sname) = &b.sensor {
+            let s = rt
+                .lab
+                .sensor(sname)
+                .cloned()
+                .context("sensor checked by config")?;
+            match rig.open_sensor(&rt, &s, s.rate_hz) {
+                Ok(dev) => {
+                    rail = rig.rails.get(&s.name).cloned();
+                    sensor = Some((
+                        dev,
+                        Meta {
+                            name: s.name.as_str().into(),
+                            board: Some(b.name.as_str().into()),
+                            simulated: rt.sensor_is_simulated(&s),
+                            rate_hz: s.rate_hz,
+                        },
+                    ));
+                }
+                Err(why) => progress.note(&format!(
+                    "{}: sensor {sname} unusable, running without power data: {why}",
+                    b.name
+                )),
+            }
+        }
+        let plugin_version = rt
+            .plugins
+            .platform(&b.platform)
+            .map(|p| p.version.clone())
+            .unwrap_or_default();
+        jobs.push((
+            b.clone(),
+            profile,
+            api.platform.expect("platform plugin"),
+            plugin_version,
+            sensor,
+            rail,
+        ));
+    }
+    let ids = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|(board, profile, platform, plugin_version, sensor, rail)| {
+                let job = BoardJob {
+                    board,
+                    profile,
+                    platform,
+                    plugin_version,
+                    sensor,
+                    rail,
+                    models: &plans,
+                    args: &args,
+                    batch: &batch,
+                    firmware: &firmware,
+                    stop: &stop,
+                    progress: &progress,
+                    lab: &rt.lab,
+                    tx: tx.clone(),
+                };
+                std::thread::Builder::new()
+                    .name(format!("board-{}", job.board.name))
+                    .spawn_scoped(scope, move || job.run())
+                    .expect("spawn board thread")
+            })
+            .collect();
+        drop(tx);
+        let stored = ingest(&store, &rx, Duration::from_millis(200), |_| {
+            progress.draw(false)
+        });
+        if stored.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let mut ids = early.clone();
+        for h in handles {
+            ids.extend(h.join().unwrap_or_default());
+        }
+        stored.map(|s| (ids, s))
+    });
+    progress.draw(true);
+    let (ids, stored) = ids?;
+    for e in &stored.exec_errors {
+        eprintln!("warning: a run record could not be stored: {e}");
+    }
+    if args.validate && !stop.load(Ordering::Relaxed) {
+        validate_into(&store, &plans, &batch, args.json)?;
+    }
+    let rows = summary(&store, &ids)?;
+    drop(store);
+    print_summary(&rows, args.json)?;
+    let failed: Vec<&SummaryRow> = rows.iter().filter(|r| r.status != "ok").collect();
+    if stop.load(Ordering::Relaxed) {
+        return Err(Failed(format!(
+            "interrupted: runs marked aborted; everything measured is stored in {}",
+            rt.lab.storage_path.display()
+        ))
+        .into());
+    }
+    if !failed.is_empty() {
+        return Err(Failed(format!(
+            "{} of {} run(s) failed: {}",
+            failed.len(),
+            rows.len(),
+            failed
+                .iter()
+                .map(|r| format!("{} ({})", r.board, r.error.clone().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Quantization accuracy of every quantization of the run's (generated) models vs f32.
+fn validate_into(
+    store: &Store,
+    plans: &[Arc<ModelPlan>],
+    batch: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for p in plans {
+        let cfg = p.file.cfg;
+        if p.file.seed == 0 {
+            eprintln!(
+                "{}: not generated by labctl, no f32 reference: skipped --validate",
+                p.file.path.display()
+            );
+            continue;
+        }
+        if !seen.insert((cfg.dim, cfg.n_layers, cfg.vocab_size, p.file.seed)) {
+            continue;
+        }
+        let gen = 64usize.min(cfg.seq_len as usize - p.prompt_ids.len().min(cfg.seq_len as usize));
+        eprintln!(
+            "validating quantizations of {} (teacher forcing)…",
+            p.file.name()
+        );
+        let rows = model::validate(&cfg, p.file.seed, &p.prompt_ids, gen);
+        for (q, a) in &rows {
+            store.conn.execute(
+                "INSERT INTO quant_accuracy VALUES (current_timestamp, ?, ?, ?, 'f32', ?, ?, ?, ?)",
+                params![
+                    batch,
+                    p.file.name(),
+                    q.name(),
+                    p.prompt_ids.len() as i32,
+                    a.positions as i32,
+                    a.top1,
+                    a.mean_kl
+                ],
+            )?;
+        }
+        if !json {
+            model::print_validation(&rows, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// One row of the printed summary.
+#[derive(Debug, serde::Serialize)]
+pub struct SummaryRow {
+    pub run_id: String,
+    pub board: String,
+    pub profile: Option<String>,
+    pub model: Option<String>,
+    pub quant: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub ttft_ms: Option<f64>,
+    pub itl_p50_ms: Option<f64>,
+    pub itl_p90_ms: Option<f64>,
+    pub itl_p99_ms: Option<f64>,
+    pub tokens_per_s: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    pub avg_power_mw: Option<f64>,
+    pub peak_power_mw: Option<f64>,
+    pub energy_mj: Option<f64>,
+    pub energy_per_token_mj: Option<f64>,
+    pub ram_peak_kb: Option<f64>,
+    pub flash_kb: Option<f64>,
+    pub simulated: Option<bool>,
+}
+
+fn summary(store: &Store, ids: &[Arc<str>]) -> anyhow::Result<Vec<SummaryRow>> {
+    let mut out = vec![];
+    let mut stmt = store.conn.prepare(
+        "SELECT s.run_id, s.board, s.profile, s.model, s.quant, r.status, r.error, s.ttft_ms, s.itl_p50_ms,          s.itl_p90_ms, s.itl_p99_ms, s.tokens_per_s, s.e2e_ms, s.avg_power_mw, s.peak_power_mw, s.energy_mj,          s.energy_per_token_mj, s.ram_peak_kb, s.flash_kb, s.simulated          FROM run_summary s JOIN runs r USING (run_id) WHERE s.run_id = ?",
+    )?;
+    let mut seen = HashMap::new();
+    for id in ids {
+        if seen.insert(id.clone(), ()).is_some() {
+            continue;
+        }
+        let rows = stmt.query_map([&**id], |r| {
+            Ok(SummaryRow {
+                run_id: r.get(0)?,
+                board: r.get(1)?,
+                profile: r.get(2)?,
+                model: r.get(3)?,
+                quant: r.get(4)?,
+                status: r.get(5)?,
+                error: r.get(6)?,
+                ttft_ms: r.get(7)?,
+                itl_p50_ms: r.get(8)?,
+                itl_p90_ms: r.get(9)?,
+                itl_p99_ms: r.get(10)?,
+                tokens_per_s: r.get(11)?,
+                e2e_ms: r.get(12)?,
+                avg_power_mw: r.get(13)?,
+                peak_power_mw: r.get(14)?,
+                energy_mj: r.get(15)?,
+                energy_per_token_mj: r.get(16)?,
+                ram_peak_kb: r.get(17)?,
+                flash_kb: r.get(18)?,
+                simulated: r.get(19)?,
+            })
+        })?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+fn print_summary(rows: &[SummaryRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+        return Ok(());
+    }
+    let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+    println!(
+        "{:<16} {:<8} {:<22} {:<6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
+        "board",
+        "profile",
+        "model",
+        "status",
+        "ttft_ms",
+        "itl_p50",
+        "itl_p99",
+        "tok/s",
+        "avg_mW",
+        "energy_mJ",
+        "mJ/token",
+        "ram_kb",
+        "flash_kb"
+    );
+    for r in rows {
+        println!(
+            "{:<16} {:<8} {:<22} {:<6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
+            r.board,
+            r.profile.as_deref().unwrap_or("-"),
+            r.model.as_deref().unwrap_or("-"),
+            r.status,
+            f(r.ttft_ms, 2),
+            f(r.itl_p50_ms, 2),
+            f(r.itl_p99_ms, 2),
+            f(r.tokens_per_s, 1),
+            f(r.avg_power_mw, 1),
+            f(r.energy_mj, 2),
+            f(r.energy_per_token_mj, 3),
+            f(r.ram_peak_kb, 0),
+            f(r.flash_kb, 0),
+        );
+    }
+    if rows.iter().any(|r| r.simulated == Some(true)) {
+        println!("simulated: emulated boards; timings are the host CPU's, not the real chips'. Results are in the database (tables runs, tokens, power_samples; view run_summary).");
+    }
+    for r in rows.iter().filter(|r| r.error.is_some()) {
+        println!(
+            "{} {}: {}",
+            r.board,
+            r.status,
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}

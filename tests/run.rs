@@ -1,0 +1,428 @@
+//! `labctl run` end to end on the virtual lab: three emulated boards (the posix firmware behind
+//! pseudo-terminals) sampled by simulated INA219s through the real driver plugin, stored in a real
+//! DuckDB file. Checks the summary against the raw tables, energy against the simulated rails'
+//! ground truth, and that a killed board or garbage on a serial line harms nothing else.
+
+use std::{
+    io::Write,
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use duckdb::{AccessMode, Config, Connection};
+use labctl_integration_tests::{labctl, text, virtual_lab};
+use serde_json::Value;
+
+fn open_ro(db: &Path) -> Connection {
+    Connection::open_with_flags(
+        db,
+        Config::default().access_mode(AccessMode::ReadOnly).unwrap(),
+    )
+    .unwrap()
+}
+
+fn f64s(conn: &Connection, sql: &str) -> Vec<Option<f64>> {
+    conn.query_row(sql, [], |r| {
+        let n = r.as_ref().column_count();
+        (0..n).map(|i| r.get::<_, Option<f64>>(i)).collect()
+    })
+    .unwrap()
+}
+
+#[test]
+fn three_boards_profile_and_the_summary_matches_the_tokens() {
+    let (dir, lab) = virtual_lab();
+    let o = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "run", "--tokens", "40"])
+        .args(["--repeat", "2", "--warmup", "1", "--validate", "--json"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "3 boards x 2 measured runs: {out}");
+    for r in rows {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["simulated"], true);
+        assert!(r["tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert!(r["energy_per_token_mj"].as_f64().is_some(), "{r}");
+        assert!(r["ram_peak_kb"].as_f64().unwrap() > 0.0);
+    }
+    let db = dir.path().join("lab.duckdb");
+    let c = open_ro(&db);
+    // Every run: the prompt's tokens and 40 generated, each a row.
+    let (runs, tokens, decode): (i64, i64, i64) = c
+        .query_row(
+            "SELECT count(DISTINCT run_id), count(*), count(*) FILTER (WHERE phase = 'decode') FROM tokens",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((runs, decode), (6, 6 * 40));
+    assert!(tokens > decode);
+    // The view against the test's own arithmetic over `tokens`.
+    let mut stmt = c
+        .prepare(
+            "WITH d AS (SELECT run_id, idx, t_us FROM tokens WHERE phase = 'decode'),
+                  g AS (SELECT a.run_id, b.t_us - a.t_us AS gap FROM d a JOIN d b
+                        ON a.run_id = b.run_id AND b.idx = a.idx + 1),
+                  mine AS (
+                    SELECT d.run_id, min(t_us) / 1000.0 AS ttft,
+                           (count(*) - 1) / ((max(t_us) - min(t_us)) / 1e6) AS tps
+                    FROM d GROUP BY d.run_id),
+                  pct AS (
+                    SELECT run_id, quantile_cont(gap, [0.5, 0.9, 0.99]) AS q FROM g GROUP BY run_id)
+             SELECT s.run_id, s.ttft_ms, mine.ttft, s.tokens_per_s, mine.tps,
+                    s.itl_p50_ms, pct.q[1] / 1000.0, s.itl_p90_ms, pct.q[2] / 1000.0,
+                    s.itl_p99_ms, pct.q[3] / 1000.0
+             FROM run_summary s JOIN mine USING (run_id) JOIN pct USING (run_id)",
+        )
+        .unwrap();
+    let checked: Vec<()> = stmt
+        .query_map([], |r| {
+            let id: String = r.get(0)?;
+            for (a, b) in [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10)] {
+                let (x, y): (f64, f64) = (r.get(a)?, r.get(b)?);
+                assert!(
+                    (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+                    "{id}: column {a}: {x} vs {y}"
+                );
+            }
+            Ok(())
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(checked.len(), 6);
+    // Samples belong to runs and start at their t = 0 clock; runs say how they were timed.
+    let (with_run, sim, aligned, timing): (i64, bool, f64, String) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM power_samples WHERE run_id IS NOT NULL),
+                    (SELECT bool_and(simulated) FROM power_samples),
+                    (SELECT max(align_err_us) FROM runs),
+                    (SELECT any_value(timing_source) FROM runs)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert!(with_run > 0 && sim);
+    assert!(
+        aligned >= 0.0 && aligned < 50_000.0,
+        "alignment error {aligned} µs"
+    );
+    assert!(timing.contains("host CPU"), "{timing}");
+    // Operator breakdown and memory per run.
+    let (ops, mem): (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM run_ops WHERE cycles > 0), (SELECT count(*) FROM run_memory WHERE static_ram_bytes > 0)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(mem, 6);
+    assert!(
+        ops >= 6 * 3,
+        "matmul, attention and norm cycles per run: {ops}"
+    );
+    // --validate: q8_0 tracks f32; the lower bit widths are stored too.
+    let acc = f64s(
+        &c,
+        "SELECT max(top1_agreement) FILTER (WHERE quant = 'q8_0'), count(*) FROM quant_accuracy",
+    );
+    assert!(acc[0].unwrap() >= 0.95, "q8_0 top-1 agreement {:?}", acc[0]);
+    assert_eq!(acc[1].unwrap(), 4.0, "q8_0, q4_0, q3, q2 each measured");
+}
+
+#[test]
+fn energy_per_token_matches_the_simulated_rail() {
+    let (dir, lab) = virtual_lab();
+    // ~1.2 s of decode on the host: enough for the 1 kHz samples to integrate well.
+    let o = labctl()
+        .args([
+            "--lab",
+            lab.to_str().unwrap(),
+            "run",
+            "--boards",
+            "esp32s3-devkit",
+        ])
+        .args([
+            "--model",
+            "small4m:q4_0",
+            "--tokens",
+            "460",
+            "--prompt",
+            "Hi",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    // Ground truth: the rail's steps integrated over the decode interval.
+    let v = f64s(
+        &c,
+        "WITH d AS (SELECT run_id, min(t_us) AS t0, max(t_us) AS t1, count(*) AS n
+                    FROM tokens WHERE phase = 'decode' GROUP BY run_id),
+              steps AS (SELECT run_id, t_us, bus_mv * current_ma / 1000.0 AS mw,
+                               lead(t_us) OVER (PARTITION BY run_id ORDER BY t_us) AS next_t
+                        FROM rail_truth),
+              truth AS (SELECT d.run_id, d.n,
+                          sum(mw * greatest(0, least(coalesce(next_t, d.t1), d.t1) - greatest(t_us, d.t0))) / 1e6 AS mj
+                        FROM d JOIN steps USING (run_id) GROUP BY d.run_id, d.n)
+         SELECT s.energy_per_token_mj, truth.mj / (truth.n - 1), (d.t1 - d.t0) / 1e6
+         FROM run_summary s JOIN truth USING (run_id) JOIN d USING (run_id)",
+    );
+    let (measured, truth, decode_s) = (v[0].unwrap(), v[1].unwrap(), v[2].unwrap());
+    assert!(decode_s >= 1.0, "decode lasted only {decode_s:.3} s");
+    let err = (measured - truth).abs() / truth;
+    println!(
+        "energy/token measured {measured:.5} mJ, truth {truth:.5} mJ, error {:.3}%",
+        err * 100.0
+    );
+    assert!(
+        err < 0.02,
+        "measured {measured} mJ vs truth {truth} mJ ({:.2}%)",
+        err * 100.0
+    );
+}
+
+/// The pid and serial device of the firmware process emulating `platform` under `parent`.
+fn firmware_of(parent: u32, platform: &str) -> Option<(i32, String)> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args
+            .windows(2)
+            .any(|w| w[0] == "--platform" && w[1] == platform)
+        {
+            let serial = args.windows(2).find(|w| w[0] == "--serial")?[1].clone();
+            return Some((pid, serial));
+        }
+    }
+    None
+}
+
+#[test]
+fn a_killed_board_fails_alone_and_garbage_on_a_line_is_counted() {
+    let (dir, lab) = virtual_lab();
+    let child = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "run", "--json"])
+        .args(["--tokens", "100", "--repeat", "40"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut pico, mut nucleo) = (None, None);
+    while Instant::now() < deadline && (pico.is_none() || nucleo.is_none()) {
+        pico = pico.or_else(|| firmware_of(child.id(), "rp2040"));
+        nucleo = nucleo.or_else(|| firmware_of(child.id(), "stm32f7"));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (pico_pid, _) = pico.expect("rp2040 firmware started");
+    let (_, nucleo_tty) = nucleo.expect("stm32f7 firmware started");
+    // Let the boards get into their runs, then garble one line and kill another board.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut tty = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&nucleo_tty)
+        .unwrap();
+    for _ in 0..5 {
+        tty.write_all(b"\x00\xff line noise \r\n@TOK i=9 ph=d*0000\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling a process this test found as labctl's child.
+    unsafe { libc::kill(pico_pid, libc::SIGKILL) };
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "a failed run exits 1: {err}");
+    let rows: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    let of = |b: &str| -> Vec<Value> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["board"] == b)
+            .cloned()
+            .collect()
+    };
+    let pico = of("pico");
+    let failed: Vec<&Value> = pico.iter().filter(|r| r["status"] != "ok").collect();
+    assert_eq!(failed.len(), 1, "{pico:?}");
+    assert_eq!(failed[0]["status"], "failed");
+    assert!(
+        failed[0]["error"].as_str().unwrap().contains("signal 9"),
+        "the reason names the kill: {}",
+        failed[0]
+    );
+    for b in ["esp32s3-devkit", "nucleo-f746"] {
+        let runs = of(b);
+        assert_eq!(runs.len(), 40, "{b} finished every run");
+        assert!(
+            runs.iter().all(|r| r["status"] == "ok"),
+            "{b}: garbage is not fatal"
+        );
+    }
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    let (toks, samples): (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM tokens t JOIN runs r USING (run_id) WHERE r.board = 'pico' AND r.status = 'failed'),
+                    (SELECT count(*) FROM power_samples s JOIN runs r USING (run_id) WHERE r.board = 'pico' AND r.status = 'failed')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        toks > 0 && samples > 0,
+        "the killed board's data is kept: {toks} tokens, {samples} samples"
+    );
+    let (gbytes, gframes): (i64, i64) = c
+        .query_row(
+            "SELECT sum(garbage_bytes)::BIGINT, sum(bad_frames)::BIGINT FROM runs WHERE board = 'nucleo-f746'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(gbytes >= 5 * 12, "garbage bytes counted: {gbytes}");
+    assert!(gframes >= 5, "corrupt frames counted: {gframes}");
+}
+
+#[test]
+fn a_bad_model_or_argument_exits_2_before_any_board_is_powered() {
+    let (dir, lab) = virtual_lab();
+    let bad = dir.path().join("bad.ltlm");
+    std::fs::write(&bad, b"LTLM this is not a model").unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--model".into(), bad.display().to_string()],
+        vec!["--model".into(), "nosuchpreset:q4_0".into()],
+        vec!["--model".into(), "stories260k:q5".into()],
+        vec!["--tokens".into(), "0".into()],
+        vec!["--tokens".into(), "5000".into()],
+        vec!["--boards".into(), "nope".into()],
+    ];
+    for args in cases {
+        let o = labctl()
+            .args(["--lab", lab.to_str().unwrap(), "run"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let o = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "run", "--model"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(text(&o).1.contains("bad.ltlm"), "the error names the file");
+    assert!(
+        !dir.path().join("lab.state.json").exists()
+            || !std::fs::read_to_string(dir.path().join("lab.state.json"))
+                .unwrap()
+                .contains("\"on\":true"),
+        "no relay was switched on"
+    );
+}
+
+#[test]
+fn model_tools_generate_inspect_and_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.ltlm");
+    let o = labctl()
+        .args([
+            "model",
+            "gen",
+            "--preset",
+            "stories260k",
+            "--quant",
+            "q4_0",
+            "-o",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = labctl()
+        .args(["model", "inspect", "--json"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(v["config"]["dim"], 64);
+    assert_eq!(v["config"]["n_layers"], 5);
+    assert_eq!(v["config"]["vocab_size"], 512);
+    assert_eq!(v["config"]["quant"], "q4_0");
+    let sum: u64 = v["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        sum + 64,
+        v["bytes"].as_u64().unwrap(),
+        "tensors + header = file"
+    );
+    let o = labctl()
+        .args([
+            "model",
+            "fit",
+            "--profile",
+            "rp2040",
+            "--ctx",
+            "128",
+            "--json",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    // The stories15M shape cannot fit an RP2040's flash: exit 1 with the reason.
+    let big = dir.path().join("big.ltlm");
+    assert!(labctl()
+        .args([
+            "model",
+            "gen",
+            "--preset",
+            "stories15m",
+            "--quant",
+            "q4_0",
+            "-o"
+        ])
+        .arg(&big)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let size = std::fs::metadata(&big).unwrap().len();
+    assert!(
+        (7_000_000..10_000_000).contains(&size),
+        "~8 MB at q4_0: {size}"
+    );
+    let o = labctl()
+        .args(["model", "fit", "--profile", "rp2040"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).0.contains("DOES NOT FIT"));
+}
