@@ -426,3 +426,39 @@ fn model_tools_generate_inspect_and_fit() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).0.contains("DOES NOT FIT"));
 }
+
+#[test]
+fn ctrl_c_marks_runs_aborted_and_keeps_what_was_measured() {
+    let (dir, lab) = virtual_lab();
+    let child = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "run", "--json"])
+        .args(["--tokens", "100", "--repeat", "200"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let rows: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rows = rows.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["status"] == "aborted"), "{out}");
+    assert!(rows
+        .iter()
+        .all(|r| r["status"] == "ok" || r["status"] == "aborted"));
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    let (running, ok_tokens): (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM runs WHERE status = 'running'),
+                    (SELECT count(*) FROM tokens JOIN runs USING (run_id) WHERE status = 'ok')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(running, 0, "no run is left 'running'");
+    assert!(ok_tokens > 0);
+}

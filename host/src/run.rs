@@ -236,14 +236,20 @@ impl BoardJob<'_> {
     }
 
     /// A run that never started (board faulted, boot failed): one `failed` row per model.
+    /// Interrupted by the user, it is `aborted` instead.
     fn record_failed(&self, model: &ModelPlan, midx: usize, why: &str) -> Arc<str> {
         let run_id: Arc<str> = format!("{}-{}-m{midx}-r0", self.batch, self.name()).into();
         self.insert_run(&run_id, model, 0);
         let (id, why) = (run_id.to_string(), why.to_string());
+        let status = if self.stop.load(Ordering::Relaxed) {
+            "aborted"
+        } else {
+            "failed"
+        };
         self.exec(move |c| {
             c.execute(
-                "UPDATE runs SET finished_at = current_timestamp, status = 'failed', error = ? WHERE run_id = ?",
-                params![why, id],
+                "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ? WHERE run_id = ?",
+                params![status, why, id],
             )
             .map(|_| ())
         });
