@@ -9,6 +9,8 @@ use std::{
 
 use duckdb::params;
 
+use fwcore::{gen, model::Model, quant::Quant};
+
 use crate::{
     cli::BenchCmd,
     store::{ingest_samples, SampleRow, Store},
@@ -31,11 +33,18 @@ fn synthetic(i: usize, sensor: &Arc<str>, board: &Arc<str>, session: &Arc<str>) 
 }
 
 pub fn cmd_bench(what: BenchCmd) -> anyhow::Result<()> {
-    let BenchCmd::Ingest {
-        rows,
-        producers,
-        dir,
-    } = what;
+    let (rows, producers, dir) = match what {
+        BenchCmd::Ingest {
+            rows,
+            producers,
+            dir,
+        } => (rows, producers, dir),
+        BenchCmd::Firmware {
+            preset,
+            tokens,
+            rounds,
+        } => return bench_firmware(&preset, tokens, rounds),
+    };
     let tmp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
@@ -114,5 +123,66 @@ pub fn cmd_bench(what: BenchCmd) -> anyhow::Result<()> {
         "ratio store/bare:          {:>12.1} %",
         100.0 * pipe_rate / bare_rate
     );
+    Ok(())
+}
+
+/// `labctl bench firmware`: in-process inference with the instrumentation on and off, rounds
+/// interleaved so that both see the same machine state; the medians are compared.
+fn bench_firmware(preset: &str, tokens: usize, rounds: usize) -> anyhow::Result<()> {
+    let p = gen::Preset::by_name(preset)
+        .ok_or_else(|| crate::BadInput(format!("unknown preset {preset:?}")))?;
+    let prompt: Vec<u32> = (0..32u32).map(|i| (i * 37 + 11) % p.vocab_size).collect();
+    let tokens = tokens.clamp(1, p.seq_len as usize - prompt.len());
+    let rounds = rounds.max(1);
+    println!(
+        "firmware core on this host: preset {preset}, 32-token prompt + {tokens} generated, {rounds} interleaved rounds"
+    );
+    println!(
+        "{:<6} {:>12} {:>12} {:>10}   operator share (matmul/attention/norm/other)",
+        "quant", "tok/s plain", "tok/s instr", "overhead"
+    );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for q in Quant::ALL {
+        let bytes = gen::generate(&p.config(q), crate::model::DEFAULT_SEED);
+        let m = Model::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let run = |instr| {
+            gen::timed_generation(&m, &prompt, tokens, instr)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+        };
+        run(false)?; // warm caches
+        let (mut on, mut off) = (vec![], vec![]);
+        let mut ops = fwcore::infer::OpCycles::default();
+        for r in 0..rounds {
+            // Alternate which goes first, so drift in machine state hits both alike.
+            let order = if r % 2 == 0 { [true, false] } else { [false, true] };
+            for instr in order {
+                let (d, o) = run(instr)?;
+                if instr {
+                    on.push(d.as_secs_f64());
+                    ops = o;
+                } else {
+                    off.push(d.as_secs_f64());
+                }
+            }
+        }
+        let (t_on, t_off) = (median(&mut on), median(&mut off));
+        let n = (prompt.len() + tokens - 1) as f64;
+        let total = (ops.matmul + ops.attention + ops.norm + ops.other).max(1) as f64;
+        println!(
+            "{:<6} {:>12.1} {:>12.1} {:>9.2}%   {:.0}/{:.0}/{:.0}/{:.0} %",
+            q.name(),
+            n / t_off,
+            n / t_on,
+            (t_on / t_off - 1.0) * 100.0,
+            ops.matmul as f64 / total * 100.0,
+            ops.attention as f64 / total * 100.0,
+            ops.norm as f64 / total * 100.0,
+            ops.other as f64 / total * 100.0,
+        );
+    }
+    println!("(tok/s counts every forward pass, prompt and generated; medians of the rounds)");
     Ok(())
 }

@@ -189,6 +189,19 @@ pub enum ModelCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
+    /// Firmware inference per quantization, with the per-operator instrumentation on and
+    /// compiled out, interleaved in one run: tokens/s and the instrumentation's overhead.
+    Firmware {
+        /// Model preset.
+        #[arg(long, default_value = "stories260k")]
+        preset: String,
+        /// Tokens generated per measurement (after a 32-token prompt).
+        #[arg(long, default_value_t = 200)]
+        tokens: usize,
+        /// Interleaved rounds of (instrumented, plain) per quantization.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
     /// Sample ingest: the store path (batches through the writer) vs a bare DuckDB Appender loop.
     Ingest {
         /// Rows per measurement.

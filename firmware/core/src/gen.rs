@@ -296,6 +296,45 @@ pub fn greedy(
     Ok(seq)
 }
 
+/// Time to run `prompt` and generate `gen` tokens greedily, with the per-operator accounting on
+/// (`instrumented`) or compiled out, on a nanosecond host clock. For the instrumentation
+/// overhead benchmark: both variants live in one program.
+pub fn timed_generation(
+    m: &crate::model::Model<'_>,
+    prompt: &[u32],
+    gen: usize,
+    instrumented: bool,
+) -> Result<(std::time::Duration, crate::infer::OpCycles), crate::infer::InferError> {
+    use crate::infer::{argmax, forward_with, sizes, OpCycles, State};
+    struct Host(std::time::Instant);
+    impl crate::infer::Clock for Host {
+        fn cycles(&mut self) -> u64 {
+            self.0.elapsed().as_nanos() as u64
+        }
+    }
+    let ctx = prompt.len() + gen;
+    let s = sizes(&m.cfg, ctx);
+    let (mut f, mut i, mut j) = (
+        std::vec![0f32; s.f32s],
+        std::vec![0i8; s.i8s],
+        std::vec![0i32; s.i32s],
+    );
+    let mut st = State::new(&m.cfg, ctx, &mut f, &mut i, &mut j)?;
+    let mut ops = OpCycles::default();
+    let mut clock = Host(std::time::Instant::now());
+    let start = std::time::Instant::now();
+    let mut tok = prompt[0];
+    for pos in 0..ctx - 1 {
+        if instrumented {
+            forward_with::<_, true>(m, &mut st, tok, pos, &mut clock, &mut ops)?;
+        } else {
+            forward_with::<_, false>(m, &mut st, tok, pos, &mut clock, &mut ops)?;
+        }
+        tok = prompt.get(pos + 1).copied().unwrap_or_else(|| argmax(st.logits));
+    }
+    Ok((start.elapsed(), ops))
+}
+
 /// Compares next-token distributions of `model` with `reference` (both precomputed by
 /// [`distributions`] over the same sequence).
 pub fn agreement(reference: &[Vec<f64>], model: &[Vec<f64>]) -> Agreement {
