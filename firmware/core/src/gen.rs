@@ -131,7 +131,7 @@ pub struct Preset {
 }
 
 /// From the stories260K shape (the published microcontroller reference point) up to a
-/// stories15M-sized model (~8.5 MB at q4_0, for boards with PSRAM or external flash).
+/// stories15M-sized model (9.1 MiB at q4_0, for boards with PSRAM or external flash).
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "stories260k",
@@ -171,7 +171,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "stories15m",
-        description: "the llama2.c stories15M shape (dim 288, 6 layers, 6 heads, vocab 32000), context 256: ~8.5 MB at q4_0",
+        description: "the llama2.c stories15M shape (dim 288, 6 layers, 6 heads, vocab 32000), context 256: 9.1 MiB at q4_0",
         dim: 288,
         hidden_dim: 768,
         n_layers: 6,
