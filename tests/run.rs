@@ -109,7 +109,7 @@ fn three_boards_profile_and_the_summary_matches_the_tokens() {
         .unwrap();
     assert!(with_run > 0 && sim);
     assert!(
-        aligned >= 0.0 && aligned < 50_000.0,
+        (0.0..50_000.0).contains(&aligned),
         "alignment error {aligned} µs"
     );
     assert!(timing.contains("host CPU"), "{timing}");

@@ -149,15 +149,18 @@ fn bench_firmware(preset: &str, tokens: usize, rounds: usize) -> anyhow::Result<
         let bytes = gen::generate(&p.config(q), crate::model::DEFAULT_SEED);
         let m = Model::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
         let run = |instr| {
-            gen::timed_generation(&m, &prompt, tokens, instr)
-                .map_err(|e| anyhow::anyhow!("{e:?}"))
+            gen::timed_generation(&m, &prompt, tokens, instr).map_err(|e| anyhow::anyhow!("{e:?}"))
         };
         run(false)?; // warm caches
         let (mut on, mut off) = (vec![], vec![]);
         let mut ops = fwcore::infer::OpCycles::default();
         for r in 0..rounds {
             // Alternate which goes first, so drift in machine state hits both alike.
-            let order = if r % 2 == 0 { [true, false] } else { [false, true] };
+            let order = if r % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
             for instr in order {
                 let (d, o) = run(instr)?;
                 if instr {

@@ -622,7 +622,7 @@ impl BoardJob<'_> {
                         rx: f.at,
                     });
                     let done = res.toks.len() as u32;
-                    if done % 4 == 0 || done == total {
+                    if done.is_multiple_of(4) || done == total {
                         let phase = if res.toks.last().is_some_and(|t| t.decode) {
                             "decode"
                         } else {

@@ -330,7 +330,10 @@ pub fn timed_generation(
         } else {
             forward_with::<_, false>(m, &mut st, tok, pos, &mut clock, &mut ops)?;
         }
-        tok = prompt.get(pos + 1).copied().unwrap_or_else(|| argmax(st.logits));
+        tok = prompt
+            .get(pos + 1)
+            .copied()
+            .unwrap_or_else(|| argmax(st.logits));
     }
     Ok((start.elapsed(), ops))
 }

@@ -126,7 +126,7 @@ fn model_reader_rejects_truncated_and_random_files_and_runs_corrupt_weights() {
     for _ in 0..2_000 {
         let n = (rng.next_u64() % 4096) as usize;
         let mut b = bytes(&mut rng, n);
-        if n >= 4 && rng.next_u64() % 2 == 0 {
+        if n >= 4 && rng.next_u64().is_multiple_of(2) {
             b[..4].copy_from_slice(b"LTLM");
         }
         let _ = Model::from_bytes(&b);
