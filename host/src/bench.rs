@@ -7,13 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use duckdb::params;
-
 use fwcore::{gen, model::Model, quant::Quant};
 
 use crate::{
     cli::BenchCmd,
-    store::{ingest_samples, SampleRow, Store},
+    store::{append_sample, ingest_samples, SampleRow, Store},
 };
 
 fn synthetic(i: usize, sensor: &Arc<str>, board: &Arc<str>, session: &Arc<str>) -> SampleRow {
@@ -61,19 +59,7 @@ pub fn cmd_bench(what: BenchCmd) -> anyhow::Result<()> {
     {
         let mut app = bare.conn.appender("power_samples")?;
         for i in 0..rows {
-            let s = synthetic(i, &sensor, &board, &session);
-            app.append_row(params![
-                s.run_id.as_deref(),
-                &*s.sensor,
-                s.board.as_deref(),
-                s.t_us,
-                s.bus_mv,
-                s.shunt_uv,
-                s.current_ma,
-                s.power_mw,
-                s.simulated,
-                s.session_id.as_deref(),
-            ])?;
+            append_sample(&mut app, &synthetic(i, &sensor, &board, &session))?;
         }
         app.flush()?;
     }

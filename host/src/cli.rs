@@ -180,7 +180,7 @@ pub enum ModelCmd {
         #[arg(long, default_value = "Once upon a time, a little robot")]
         prompt: String,
         /// Tokens the f32 reference generates after the prompt (the teacher-forced sequence).
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = crate::model::VALIDATE_TOKENS)]
         tokens: usize,
         #[arg(long)]
         json: bool,

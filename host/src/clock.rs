@@ -7,16 +7,7 @@ use std::{sync::OnceLock, time::Instant};
 /// An `Instant` and the CLOCK_MONOTONIC reading taken right after it.
 static ORIGIN: OnceLock<(Instant, u64)> = OnceLock::new();
 
-/// CLOCK_MONOTONIC in nanoseconds.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use labctl_plugin_api::monotonic_ns;
 
 fn origin() -> (Instant, u64) {
     *ORIGIN.get_or_init(|| (Instant::now(), monotonic_ns()))

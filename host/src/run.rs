@@ -1005,7 +1005,8 @@ fn validate_into(
         if !seen.insert((cfg.dim, cfg.n_layers, cfg.vocab_size, p.file.seed)) {
             continue;
         }
-        let gen = 64usize.min(cfg.seq_len as usize - p.prompt_ids.len().min(cfg.seq_len as usize));
+        let gen = model::VALIDATE_TOKENS
+            .min(cfg.seq_len as usize - p.prompt_ids.len().min(cfg.seq_len as usize));
         eprintln!(
             "validating quantizations of {} (teacher forcing)…",
             p.file.name()

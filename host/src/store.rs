@@ -417,6 +417,22 @@ pub struct SampleRow {
     pub simulated: bool,
 }
 
+/// Appends one sample to a `power_samples` appender (column order of the table).
+pub fn append_sample(app: &mut duckdb::Appender<'_>, s: &SampleRow) -> duckdb::Result<()> {
+    app.append_row(params![
+        s.run_id.as_deref(),
+        &*s.sensor,
+        s.board.as_deref(),
+        s.t_us,
+        s.bus_mv,
+        s.shunt_uv,
+        s.current_ma,
+        s.power_mw,
+        s.simulated,
+        s.session_id.as_deref(),
+    ])
+}
+
 /// One token event as stored in `tokens`.
 #[derive(Debug, Clone)]
 pub struct TokenRow {
@@ -477,20 +493,7 @@ pub fn ingest<M: Into<Rec>>(
                 match &rec {
                     Rec::Samples(batch) => {
                         for s in batch {
-                            samples
-                                .append_row(params![
-                                    s.run_id.as_deref(),
-                                    &*s.sensor,
-                                    s.board.as_deref(),
-                                    s.t_us,
-                                    s.bus_mv,
-                                    s.shunt_uv,
-                                    s.current_ma,
-                                    s.power_mw,
-                                    s.simulated,
-                                    s.session_id.as_deref(),
-                                ])
-                                .map_err(&err)?;
+                            append_sample(&mut samples, s).map_err(&err)?;
                         }
                         done.samples += batch.len() as u64;
                     }

@@ -330,6 +330,18 @@ pub struct BoardSpec {
     pub ctx_tokens: u32,
 }
 
+/// The clock of [`RailControl::set`] and [`SupplyRail::at`]: CLOCK_MONOTONIC in nanoseconds,
+/// which every process on the machine shares (an emulator process can stamp events on it too).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// A simulated supply rail owned by the host, which an emulated board's power model drives.
 #[sabi_trait]
 pub trait RailControl: Send + Sync {

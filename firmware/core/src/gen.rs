@@ -60,7 +60,7 @@ fn push_matrix(out: &mut Vec<u8>, cfg: &Config, rng: &mut Rng, rows: usize, cols
 pub const GENERATOR_VERSION: u32 = 2;
 
 /// Standard deviation of embeddings that double as the classifier.
-pub const EMBED_STD_SHARED: f32 = 0.1;
+pub const EMBED_STD_SHARED: f32 = 0.2;
 
 /// The whole model file for `cfg`, deterministic in `seed`.
 pub fn generate(cfg: &Config, seed: u32) -> Vec<u8> {
@@ -223,6 +223,33 @@ fn softmax64(logits: &[f32]) -> Vec<f64> {
     p
 }
 
+/// Heap buffers for a [`State`](crate::infer::State) on the host (the firmware's arena is static).
+pub struct Arena {
+    f32s: Vec<f32>,
+    i8s: Vec<i8>,
+    i32s: Vec<i32>,
+    ctx: usize,
+}
+
+impl Arena {
+    pub fn new(cfg: &Config, ctx: usize) -> Arena {
+        let s = crate::infer::sizes(cfg, ctx);
+        Arena {
+            f32s: std::vec![0f32; s.f32s],
+            i8s: std::vec![0i8; s.i8s],
+            i32s: std::vec![0i32; s.i32s],
+            ctx,
+        }
+    }
+
+    pub fn state(
+        &mut self,
+        cfg: &Config,
+    ) -> Result<crate::infer::State<'_>, crate::infer::InferError> {
+        crate::infer::State::new(cfg, self.ctx, &mut self.f32s, &mut self.i8s, &mut self.i32s)
+    }
+}
+
 struct NoClock;
 impl crate::infer::Clock for NoClock {
     fn cycles(&mut self) -> u64 {
@@ -238,15 +265,9 @@ fn drive(
     mut next: impl FnMut(usize, &[f32]) -> u32,
     mut seen: impl FnMut(u32, &[f32]),
 ) -> Result<(), crate::infer::InferError> {
-    use crate::infer::{forward, sizes, OpCycles, State};
-    let ctx = len.max(1);
-    let s = sizes(&m.cfg, ctx);
-    let (mut f, mut i, mut j) = (
-        std::vec![0f32; s.f32s],
-        std::vec![0i8; s.i8s],
-        std::vec![0i32; s.i32s],
-    );
-    let mut st = State::new(&m.cfg, ctx, &mut f, &mut i, &mut j)?;
+    use crate::infer::{forward, OpCycles};
+    let mut arena = Arena::new(&m.cfg, len.max(1));
+    let mut st = arena.state(&m.cfg)?;
     let mut ops = OpCycles::default();
     for pos in 0..len {
         let t = next(pos, st.logits);
@@ -305,7 +326,7 @@ pub fn timed_generation(
     gen: usize,
     instrumented: bool,
 ) -> Result<(std::time::Duration, crate::infer::OpCycles), crate::infer::InferError> {
-    use crate::infer::{argmax, forward_with, sizes, OpCycles, State};
+    use crate::infer::{argmax, forward_with, OpCycles};
     struct Host(std::time::Instant);
     impl crate::infer::Clock for Host {
         fn cycles(&mut self) -> u64 {
@@ -313,13 +334,8 @@ pub fn timed_generation(
         }
     }
     let ctx = prompt.len() + gen;
-    let s = sizes(&m.cfg, ctx);
-    let (mut f, mut i, mut j) = (
-        std::vec![0f32; s.f32s],
-        std::vec![0i8; s.i8s],
-        std::vec![0i32; s.i32s],
-    );
-    let mut st = State::new(&m.cfg, ctx, &mut f, &mut i, &mut j)?;
+    let mut arena = Arena::new(&m.cfg, ctx);
+    let mut st = arena.state(&m.cfg)?;
     let mut ops = OpCycles::default();
     let mut clock = Host(std::time::Instant::now());
     let start = std::time::Instant::now();

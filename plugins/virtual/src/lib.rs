@@ -23,9 +23,9 @@ use abi_stable::{
     std_types::{RNone, ROption, RResult, RSome, RString, RVec},
 };
 use labctl_plugin_api::{
-    guard, plugin_info, BoardProfile, BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec,
-    ErrorKind, PlatformApi, PlatformApiRef, PluginError, PluginInfo, PluginMod, PluginModRef,
-    RailControlBox, RailPoint,
+    guard, monotonic_ns, plugin_info, BoardProfile, BoardSession, BoardSessionBox, BoardSession_TO,
+    BoardSpec, ErrorKind, PlatformApi, PlatformApiRef, PluginError, PluginInfo, PluginMod,
+    PluginModRef, RailControlBox, RailPoint,
 };
 
 #[export_root_module]
@@ -118,17 +118,6 @@ pub fn profile_table() -> Vec<BoardProfile> {
 
 extern "C" fn profiles() -> RVec<BoardProfile> {
     RVec::from(profile_table())
-}
-
-/// CLOCK_MONOTONIC in nanoseconds (the host's measurement clock).
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// An emulated board: the posix firmware as a child process, and its power model.
