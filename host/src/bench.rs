@@ -27,6 +27,7 @@ fn synthetic(i: usize, sensor: &Arc<str>, board: &Arc<str>, session: &Arc<str>) 
         current_ma: 40.0 + (x % 13.0) / 100.0,
         power_mw: 200.0 + (x % 11.0),
         simulated: true,
+        host_ns: 0,
     }
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod clock;
 mod lab;
 mod model;
+mod mqtt;
 mod plugins;
 mod rails;
 mod relay;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LABCTL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -33,6 +33,7 @@ use crate::{
     clock,
     lab::{Rig, Runtime},
     model::{self, ModelFile},
+    mqtt::Publisher,
     plugins::exe_dir,
     rails::Rail,
     relay,
@@ -145,6 +146,7 @@ struct BoardJob<'a> {
     progress: &'a Progress,
     lab: &'a lab_config::Lab,
     tx: mpsc::Sender<Rec>,
+    mqtt: Option<Arc<Publisher>>,
 }
 
 /// A model with its prompt, ready to run.
@@ -229,6 +231,13 @@ fn align(toks: &[Tok]) -> Option<(f64, f64, f64, f64)> {
 impl BoardJob<'_> {
     fn name(&self) -> &str {
         &self.board.name
+    }
+
+    /// Retained board state over MQTT (when configured).
+    fn state(&self, power: bool, phase: &str, run_id: Option<&str>) {
+        if let Some(m) = &self.mqtt {
+            m.board_state(&self.board.name, power, phase, run_id);
+        }
     }
 
     fn exec(&self, f: impl FnOnce(&duckdb::Connection) -> duckdb::Result<()> + Send + 'static) {
@@ -397,6 +406,7 @@ impl BoardJob<'_> {
         if let Err(why) = self.power(true) {
             return vec![self.record_failed(m, midx, &why)];
         }
+        self.state(true, "booting", None);
         let mut ids = vec![];
         let result = (|| -> Result<(), String> {
             session
@@ -405,6 +415,7 @@ impl BoardJob<'_> {
                 .map_err(|e| format!("power on: {}", e.message))?;
             let mut link = pty.link().map_err(|e| format!("serial: {e}"))?;
             let fw = self.handshake(&mut link, &mut session, m)?;
+            self.state(true, "ready", None);
             let total_runs = self.args.warmup + self.args.repeat;
             for r in 0..total_runs {
                 if self.stop.load(Ordering::Relaxed) {
@@ -431,7 +442,13 @@ impl BoardJob<'_> {
                     });
                     ids.push(id.clone());
                 }
+                self.state(
+                    true,
+                    if warm { "warm-up" } else { "running" },
+                    run_id.as_deref(),
+                );
                 let res = self.one_run(&mut link, &mut session, m, run_id.clone(), current, &label);
+                self.state(true, "idle", None);
                 let failed = res.outcome.status != "ok";
                 let msg = format!(
                     "{name}: {label} {}{}",
@@ -463,6 +480,7 @@ impl BoardJob<'_> {
         if let Err(why) = self.power(false) {
             self.progress.note(&format!("{name}: {why}"));
         }
+        self.state(false, "off", None);
         ids
     }
 
@@ -813,6 +831,14 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
     let stop = stop_flag()?;
     let store = Store::open(&rt.lab.storage_path, "run")?;
     let batch = format!("run-{}", clock::unix_ms());
+    let mqtt = Publisher::connect(&rt.lab, "run");
+    if let Some(m) = &mqtt {
+        eprintln!(
+            "publishing live metrics to {} under {}/",
+            m.describe,
+            m.prefix()
+        );
+    }
     let mut rig = Rig::new(&rt);
     let progress = Progress {
         lines: Mutex::new(
@@ -930,6 +956,7 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
                     progress: &progress,
                     lab: &rt.lab,
                     tx: tx.clone(),
+                    mqtt: mqtt.clone(),
                 };
                 std::thread::Builder::new()
                     .name(format!("board-{}", job.board.name))
@@ -938,7 +965,15 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
             })
             .collect();
         drop(tx);
-        let stored = ingest(&store, &rx, Duration::from_millis(200), |_| {
+        // The publisher sees exactly what was stored, right after it was stored.
+        let stored = ingest(&store, &rx, Duration::from_millis(200), |r| {
+            if let Some(m) = &mqtt {
+                match r {
+                    Some(Rec::Samples(b)) => m.samples(b),
+                    Some(Rec::Tokens(t)) => m.tokens(t),
+                    _ => m.samples(&[]),
+                }
+            }
             progress.draw(false)
         });
         if stored.is_err() {
@@ -958,8 +993,29 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
     if args.validate && !stop.load(Ordering::Relaxed) {
         validate_into(&store, &plans, &batch, args.json)?;
     }
+    if let Some(m) = &mqtt {
+        m.flush();
+        for (run, u) in m.undelivered() {
+            if let Some(run) = run {
+                store.conn.execute(
+                    "UPDATE runs SET mqtt_undelivered_msgs = ?, mqtt_undelivered_samples = ? WHERE run_id = ?",
+                    params![u.messages as i64, u.samples as i64, &*run],
+                )?;
+            }
+        }
+    }
     let rows = summary(&store, &ids)?;
     drop(store);
+    if let Some(m) = &mqtt {
+        for r in &rows {
+            m.summary(&r.run_id, &serde_json::to_value(r)?);
+        }
+        let lost: u64 = m.undelivered().values().map(|u| u.messages).sum();
+        if lost > 0 {
+            eprintln!("MQTT: {lost} message(s) could not be delivered (counted per run in runs.mqtt_undelivered_msgs)");
+        }
+        m.close();
+    }
     print_summary(&rows, args.json)?;
     let failed: Vec<&SummaryRow> = rows.iter().filter(|r| r.status != "ok").collect();
     if stop.load(Ordering::Relaxed) {

@@ -100,7 +100,8 @@ pub fn sample_loop<M: From<Vec<SampleRow>>>(
             Ok(s) => {
                 consecutive = 0;
                 let (run_id, t_us) = stamp(t0, t1);
-                batch.push(row(meta, &session, run_id, t_us, &s));
+                let host_ns = clock::ns_of(t0 + (t1 - t0) / 2);
+                batch.push(row(meta, &session, run_id, t_us, host_ns, &s));
                 rep.samples += 1;
             }
             Err(e) => {
@@ -141,6 +142,7 @@ fn row(
     session: &Arc<str>,
     run_id: Option<Arc<str>>,
     t_us: i64,
+    host_ns: u64,
     s: &SensorSample,
 ) -> SampleRow {
     SampleRow {
@@ -154,6 +156,7 @@ fn row(
         current_ma: s.current_ma,
         power_mw: s.power_mw,
         simulated: meta.simulated,
+        host_ns,
     }
 }
 
@@ -328,6 +331,14 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
     }
 
     let store = Store::open(&rt.lab.storage_path, "sense")?;
+    let mqtt = crate::mqtt::Publisher::connect(&rt.lab, "sense");
+    if let Some(m) = &mqtt {
+        eprintln!(
+            "publishing live readings to {} under {}/",
+            m.describe,
+            m.prefix()
+        );
+    }
     let session: Arc<str> = format!("sense-{}", clock::unix_ms()).into();
     let names: Vec<&str> = opened.iter().map(|(_, m)| &*m.name).collect();
     let all_sim = opened.iter().all(|(_, m)| m.simulated);
@@ -384,7 +395,12 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
             })
             .collect();
         drop(tx);
-        let stored = ingest_samples(&store, &rx, Duration::from_millis(200), |b| view.update(b));
+        let stored = ingest_samples(&store, &rx, Duration::from_millis(200), |b| {
+            if let Some(m) = &mqtt {
+                m.samples(b);
+            }
+            view.update(b)
+        });
         if stored.is_err() {
             // Storage failed: stop sampling, nothing more can be kept.
             stop.store(true, Ordering::Relaxed);
@@ -423,6 +439,13 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
         duckdb::params![stored as i64, missed as i64, status, (!failures.is_empty()).then(|| failures.join("; ")), &*session],
     )?;
     drop(store);
+    if let Some(m) = &mqtt {
+        m.close();
+        let lost: u64 = m.undelivered().values().map(|u| u.samples).sum();
+        if lost > 0 {
+            eprintln!("MQTT: {lost} sample(s) could not be published while the broker was unreachable (all are stored)");
+        }
+    }
     eprintln!("stored {stored} samples in {elapsed:.2} s (session {session}, status {status})");
     for (m, r) in metas.iter().zip(&reports) {
         eprintln!(

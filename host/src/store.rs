@@ -154,6 +154,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN align_err_us DOUBLE;
     ALTER TABLE runs ADD COLUMN garbage_bytes BIGINT;
     ALTER TABLE runs ADD COLUMN bad_frames BIGINT;
+    ALTER TABLE runs ADD COLUMN mqtt_undelivered_msgs BIGINT;
+    ALTER TABLE runs ADD COLUMN mqtt_undelivered_samples BIGINT;
     ALTER TABLE tokens ADD COLUMN token_id INTEGER;
     ALTER TABLE tokens ADD COLUMN board_us BIGINT;
     ALTER TABLE tokens ADD COLUMN host_rx_us BIGINT;
@@ -415,6 +417,9 @@ pub struct SampleRow {
     pub current_ma: f64,
     pub power_mw: f64,
     pub simulated: bool,
+    /// When it was taken on the host clock (CLOCK_MONOTONIC ns); not stored, used to give live
+    /// consumers the sample's wall-clock time.
+    pub host_ns: u64,
 }
 
 /// Appends one sample to a `power_samples` appender (column order of the table).

@@ -1,0 +1,494 @@
+//! Live metrics over MQTT: the broker (an embedded rumqttd for this process's lifetime, or any
+//! broker by URL), and the publisher that the single writer feeds with the same records it
+//! stores. Publishing never blocks the writer: while the broker is unreachable, batches are
+//! dropped and counted per run (DuckDB keeps everything regardless), and the connection is
+//! retried with backoff. Topics and payloads: docs/mqtt.md.
+
+use std::{
+    collections::HashMap,
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use lab_config::{Lab, MqttMode};
+use rumqttc::{Client, Event, LastWill, MqttOptions, Packet, QoS};
+use serde_json::json;
+
+use crate::{
+    clock,
+    store::{SampleRow, TokenRow},
+};
+
+/// Power batches cover about this much time per sensor.
+const BATCH_SPAN: Duration = Duration::from_millis(100);
+/// Token events per message.
+const TOKENS_PER_MESSAGE: usize = 256;
+/// Largest message labctl sends or accepts (a 100 ms batch at 10 kHz is ~60 KiB of JSON).
+const MAX_PACKET: usize = 1 << 20;
+
+/// Undelivered messages and samples, per run (`None`: outside a run).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Undelivered {
+    pub messages: u64,
+    pub samples: u64,
+}
+
+/// Samples of one sensor waiting to be published as one batch.
+struct Pending {
+    run_id: Option<Arc<str>>,
+    board: Option<Arc<str>>,
+    rows: Vec<SampleRow>,
+    since: Instant,
+}
+
+/// A connected (or reconnecting) MQTT publisher.
+pub struct Publisher {
+    client: Client,
+    prefix: String,
+    connected: Arc<AtomicBool>,
+    pending: Mutex<HashMap<Arc<str>, Pending>>,
+    undelivered: Mutex<HashMap<Option<Arc<str>>, Undelivered>>,
+    /// What the user was told about the broker.
+    pub describe: String,
+}
+
+fn url_host_port(url: &str) -> Option<(String, u16, bool)> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else {
+        (false, url.strip_prefix("mqtt://")?)
+    };
+    let hostport = rest.split('/').next()?;
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().ok()?),
+        None => (hostport.to_string(), if tls { 8883 } else { 1883 }),
+    };
+    Some((host, port, tls))
+}
+
+/// Starts an embedded rumqttd on `listen` for this process's lifetime. Nothing is started when
+/// a broker already listens there (it is used instead). Errors say plainly why not.
+fn embedded_broker(listen: SocketAddr) -> Result<&'static str, String> {
+    if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
+        return Ok("a broker already listening there");
+    }
+    // Probe the port ourselves: rumqttd only logs a failed bind from its own thread.
+    drop(TcpListener::bind(listen).map_err(|e| {
+        format!("cannot host the embedded MQTT broker on {listen}: {e} (another program holds the port? set [mqtt] listen, or mode = \"external\")")
+    })?);
+    let cfg = format!(
+        r#"
+id = 0
+[router]
+id = 0
+max_connections = 1000
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "labctl-embedded"
+listen = "{listen}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = {MAX_PACKET}
+max_inflight_count = 500
+dynamic_filters = true
+"#
+    );
+    let config: rumqttd::Config =
+        toml::from_str(&cfg).map_err(|e| format!("embedded broker config: {e}"))?;
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded MQTT broker stopped");
+            }
+        })
+        .map_err(|e| format!("embedded broker thread: {e}"))?;
+    // Wait until it accepts connections, so the first publishes are not lost.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        if TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_ok() {
+            return Ok("embedded broker");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!(
+        "the embedded MQTT broker did not start listening on {listen}"
+    ))
+}
+
+fn password(lab: &Lab) -> Result<Option<String>, String> {
+    let m = lab.mqtt.as_ref().expect("checked by caller");
+    if let Some(var) = &m.password_env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("MQTT password: environment variable {var} is not set"));
+    }
+    if let Some(f) = &m.password_file {
+        return std::fs::read_to_string(f)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("MQTT password file {}: {e}", f.display()));
+    }
+    Ok(None)
+}
+
+impl Publisher {
+    /// Connects as configured in the lab's `[mqtt]` (None: no MQTT section, or it cannot be
+    /// used — said once on stderr; sampling and storage go on). `role` names the client
+    /// (`run`, `sense`, `serve`) so that several labctl processes can publish at once.
+    pub fn connect(lab: &Lab, role: &str) -> Option<Arc<Publisher>> {
+        let m = lab.mqtt.as_ref()?;
+        match Self::try_connect(lab, m, role) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                eprintln!("MQTT: {why}; going on without publishing");
+                None
+            }
+        }
+    }
+
+    fn try_connect(lab: &Lab, m: &lab_config::Mqtt, role: &str) -> Result<Arc<Publisher>, String> {
+        let (host, port, describe) = match &m.mode {
+            MqttMode::Embedded { listen } => {
+                let what = embedded_broker(*listen)?;
+                (
+                    listen.ip().to_string(),
+                    listen.port(),
+                    format!("{what} at {listen}"),
+                )
+            }
+            MqttMode::External { url, .. } => {
+                let (host, port, tls) = url_host_port(url)
+                    .ok_or_else(|| format!("cannot read the broker URL {url:?}"))?;
+                if tls {
+                    return Err(format!(
+                        "{url}: TLS (mqtts://) is not supported by this labctl yet; use mqtt:// on a trusted network"
+                    ));
+                }
+                {
+                    let d = format!("broker {host}:{port}");
+                    (host, port, d)
+                }
+            }
+        };
+        // A stable id per lab and role: with clean_session = false the broker keeps QoS 1
+        // messages in flight across a reconnect.
+        let id = match &m.client_id {
+            Some(c) => format!("{c}-{role}"),
+            None => format!("labctl-{}-{role}", lab.name),
+        };
+        let prefix = m.prefix.trim_end_matches('/').to_string();
+        let mut opts = MqttOptions::new(id, host, port);
+        opts.set_keep_alive(Duration::from_secs(5))
+            .set_clean_session(false)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+            .set_request_channel_capacity(4096)
+            .set_last_will(LastWill::new(
+                format!("{prefix}/status"),
+                "offline",
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some(user) = &m.username {
+            opts.set_credentials(user.clone(), password(lab)?.unwrap_or_default());
+        }
+        let (client, mut conn) = Client::new(opts, 4096);
+        let connected = Arc::new(AtomicBool::new(false));
+        let flag = connected.clone();
+        let status_client = client.clone();
+        let status_topic = format!("{prefix}/status");
+        let where_ = describe.clone();
+        std::thread::Builder::new()
+            .name("mqtt".into())
+            .spawn(move || {
+                let mut backoff = Duration::from_millis(250);
+                let mut reported = false;
+                for ev in conn.iter() {
+                    match ev {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            flag.store(true, Ordering::Relaxed);
+                            backoff = Duration::from_millis(250);
+                            if reported {
+                                eprintln!("MQTT: connected again to {where_}; publishing resumes");
+                                reported = false;
+                            }
+                            let _ = status_client.try_publish(
+                                status_topic.as_str(),
+                                QoS::AtLeastOnce,
+                                true,
+                                "online",
+                            );
+                        }
+                        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                            flag.store(false, Ordering::Relaxed);
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            flag.store(false, Ordering::Relaxed);
+                            if !reported {
+                                eprintln!(
+                                    "MQTT: {where_} unreachable ({e}); retrying, sampling and storage go on"
+                                );
+                                reported = true;
+                            } else {
+                                tracing::debug!(error = %e, "MQTT reconnect failed");
+                            }
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("MQTT thread: {e}"))?;
+        // Give the first connection a moment, so a short command's first batches are not
+        // counted as undelivered just because the handshake was still in flight.
+        let t = Instant::now();
+        while !connected.load(Ordering::Relaxed) && t.elapsed() < Duration::from_millis(1500) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tracing::info!(broker = %describe, "MQTT publisher started");
+        Ok(Arc::new(Publisher {
+            client,
+            prefix,
+            connected,
+            pending: Mutex::new(HashMap::new()),
+            undelivered: Mutex::new(HashMap::new()),
+            describe,
+        }))
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Publishes without ever blocking; false (and counted) when it could not be handed over.
+    fn send(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        payload: Vec<u8>,
+        run: Option<&Arc<str>>,
+        samples: u64,
+    ) -> bool {
+        let ok =
+            self.is_connected() && self.client.try_publish(topic, qos, retain, payload).is_ok();
+        if !ok {
+            let mut u = self.undelivered.lock().unwrap_or_else(|p| p.into_inner());
+            let e = u.entry(run.cloned()).or_default();
+            e.messages += 1;
+            e.samples += samples;
+        }
+        ok
+    }
+
+    /// Takes the samples of a stored batch; publishes each sensor's batch once it spans
+    /// ~100 ms or its run changes.
+    pub fn samples(&self, rows: &[SampleRow]) {
+        let mut ready = vec![];
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for r in rows {
+                let e = p.entry(r.sensor.clone()).or_insert_with(|| Pending {
+                    run_id: r.run_id.clone(),
+                    board: r.board.clone(),
+                    rows: vec![],
+                    since: Instant::now(),
+                });
+                if e.run_id != r.run_id && !e.rows.is_empty() {
+                    ready.push((
+                        r.sensor.clone(),
+                        std::mem::take(&mut e.rows),
+                        e.run_id.clone(),
+                        e.board.clone(),
+                    ));
+                    e.since = Instant::now();
+                }
+                e.run_id = r.run_id.clone();
+                e.rows.push(r.clone());
+            }
+            for (sensor, e) in p.iter_mut() {
+                if !e.rows.is_empty() && e.since.elapsed() >= BATCH_SPAN {
+                    ready.push((
+                        sensor.clone(),
+                        std::mem::take(&mut e.rows),
+                        e.run_id.clone(),
+                        e.board.clone(),
+                    ));
+                    e.since = Instant::now();
+                }
+            }
+        }
+        for (sensor, rows, run, board) in ready {
+            self.publish_batch(&sensor, &rows, run.as_ref(), board.as_deref());
+        }
+    }
+
+    /// Publishes whatever samples are waiting (at the end of a command).
+    pub fn flush(&self) {
+        let ready: Vec<_> = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            p.iter_mut()
+                .filter(|(_, e)| !e.rows.is_empty())
+                .map(|(s, e)| {
+                    (
+                        s.clone(),
+                        std::mem::take(&mut e.rows),
+                        e.run_id.clone(),
+                        e.board.clone(),
+                    )
+                })
+                .collect()
+        };
+        for (sensor, rows, run, board) in ready {
+            self.publish_batch(&sensor, &rows, run.as_ref(), board.as_deref());
+        }
+    }
+
+    fn publish_batch(
+        &self,
+        sensor: &str,
+        rows: &[SampleRow],
+        run: Option<&Arc<str>>,
+        board: Option<&str>,
+    ) {
+        let Some(last) = rows.last() else { return };
+        // Wall-clock time of the newest sample, from its host-clock stamp.
+        let age_ms = clock::monotonic_ns().saturating_sub(last.host_ns) as f64 / 1e6;
+        let wall_ms = clock::unix_ms() as f64 - age_ms;
+        let payload = json!({
+            "run_id": run.map(|r| &**r),
+            "sensor": sensor,
+            "board": board,
+            "t_us": rows.iter().map(|r| r.t_us).collect::<Vec<_>>(),
+            "bus_mv": rows.iter().map(|r| r.bus_mv).collect::<Vec<_>>(),
+            "current_ma": rows.iter().map(|r| r.current_ma).collect::<Vec<_>>(),
+            "power_mw": rows.iter().map(|r| r.power_mw).collect::<Vec<_>>(),
+            "newest_wall_ms": wall_ms.round() as u64,
+            "simulated": last.simulated,
+        });
+        let topic = match board {
+            Some(b) => format!("{}/boards/{b}/power", self.prefix),
+            None => format!("{}/sensors/{sensor}/power", self.prefix),
+        };
+        self.send(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            payload.to_string().into_bytes(),
+            run,
+            rows.len() as u64,
+        );
+    }
+
+    /// A finished run's token events, in batches.
+    pub fn tokens(&self, rows: &[TokenRow]) {
+        let Some(first) = rows.first() else { return };
+        let run = first.run_id.clone();
+        for chunk in rows.chunks(TOKENS_PER_MESSAGE) {
+            let payload = json!({
+                "run_id": &*run,
+                "idx": chunk.iter().map(|t| t.idx).collect::<Vec<_>>(),
+                "phase": chunk.iter().map(|t| t.phase).collect::<Vec<_>>(),
+                "t_us": chunk.iter().map(|t| t.t_us).collect::<Vec<_>>(),
+                "token_id": chunk.iter().map(|t| t.token_id).collect::<Vec<_>>(),
+                "cycles": chunk.iter().map(|t| t.cycles).collect::<Vec<_>>(),
+            });
+            self.send(
+                format!("{}/runs/{run}/tokens", self.prefix),
+                QoS::AtLeastOnce,
+                false,
+                payload.to_string().into_bytes(),
+                Some(&run),
+                0,
+            );
+        }
+    }
+
+    /// A run's `run_summary` row.
+    pub fn summary(&self, run_id: &str, row: &serde_json::Value) {
+        let run: Arc<str> = run_id.into();
+        self.send(
+            format!("{}/runs/{run_id}/summary", self.prefix),
+            QoS::AtLeastOnce,
+            false,
+            row.to_string().into_bytes(),
+            Some(&run),
+            0,
+        );
+    }
+
+    /// Retained board state: power, phase, run id.
+    pub fn board_state(&self, board: &str, power: bool, phase: &str, run_id: Option<&str>) {
+        let payload = json!({
+            "board": board,
+            "power": if power { "on" } else { "off" },
+            "phase": phase,
+            "run_id": run_id,
+            "wall_ms": clock::unix_ms(),
+        });
+        self.send(
+            format!("{}/boards/{board}/state", self.prefix),
+            QoS::AtLeastOnce,
+            true,
+            payload.to_string().into_bytes(),
+            None,
+            0,
+        );
+    }
+
+    /// Undelivered counts so far, per run.
+    pub fn undelivered(&self) -> HashMap<Option<Arc<str>>, Undelivered> {
+        self.undelivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Publishes what is pending, marks the lab offline (retained) and disconnects, waiting
+    /// briefly for in-flight messages.
+    pub fn close(&self) {
+        self.flush();
+        if self.is_connected() {
+            let _ = self.client.try_publish(
+                format!("{}/status", self.prefix),
+                QoS::AtLeastOnce,
+                true,
+                "offline",
+            );
+            // rumqttc sends queued requests in order; a short grace lets them out.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.client.try_disconnect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            url_host_port("mqtt://h:1884"),
+            Some(("h".into(), 1884, false))
+        );
+        assert_eq!(
+            url_host_port("mqtts://broker.lan"),
+            Some(("broker.lan".into(), 8883, true))
+        );
+        assert_eq!(url_host_port("http://x"), None);
+    }
+}

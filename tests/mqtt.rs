@@ -1,0 +1,441 @@
+//! Live metrics over MQTT, against the real Mosquitto broker (started by each test on a free
+//! port, and stopped to test an outage) and against labctl's embedded broker, with
+//! `mosquitto_sub` as the independent subscriber. Without Mosquitto installed these tests say
+//! why and skip, unless LAB_REQUIRE_EXTERNAL=1 (CI), where they fail.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use duckdb::{AccessMode, Config, Connection};
+use labctl_integration_tests::{labctl, text, virtual_lab};
+use serde_json::Value;
+
+fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        let why =
+            format!("{program} is not installed (apt-get install mosquitto mosquitto-clients)");
+        if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+            panic!("{why}, and LAB_REQUIRE_EXTERNAL=1");
+        }
+        eprintln!("skipping: {why}");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Mosquitto of the test's own.
+struct Mosquitto {
+    port: u16,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    fn start(dir: &Path) -> Option<Mosquitto> {
+        if !have("mosquitto") || !have("mosquitto_sub") {
+            return None;
+        }
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+        )
+        .unwrap();
+        let mut m = Mosquitto {
+            port,
+            conf,
+            child: None,
+        };
+        m.restart();
+        Some(m)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        wait_listening(self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `mosquitto_sub -v` on `labctl/#`, collecting (topic, payload) lines.
+struct Sub {
+    child: Child,
+    lines: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Sub {
+    /// Subscribes (retrying until the broker accepts) and waits until a probe message arrives,
+    /// so nothing published afterwards is missed.
+    fn start(port: u16) -> Sub {
+        let t = Instant::now();
+        loop {
+            let mut child = Command::new("mosquitto_sub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-t",
+                    "labctl/#",
+                    "-v",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mosquitto_sub");
+            let lines = Arc::new(Mutex::new(vec![]));
+            let out = child.stdout.take().unwrap();
+            let l2 = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    let (topic, payload) = line.split_once(' ').unwrap_or((&line, ""));
+                    l2.lock()
+                        .unwrap()
+                        .push((topic.to_string(), payload.to_string()));
+                }
+            });
+            let sub = Sub { child, lines };
+            let probe = Instant::now();
+            while probe.elapsed() < Duration::from_secs(2) {
+                let _ = Command::new("mosquitto_pub")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "-t",
+                        "labctl/probe",
+                        "-m",
+                        "x",
+                    ])
+                    .output();
+                if sub
+                    .lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|(t, _)| t == "labctl/probe")
+                {
+                    return sub;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(sub);
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "could not subscribe on port {port}"
+            );
+        }
+    }
+
+    fn messages(&self) -> Vec<(String, String)> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn add_mqtt(lab: &Path, section: &str) {
+    let mut s = std::fs::read_to_string(lab).unwrap();
+    s.push_str("\n[mqtt]\n");
+    s.push_str(section);
+    std::fs::write(lab, s).unwrap();
+}
+
+fn open_ro(db: &Path) -> Connection {
+    Connection::open_with_flags(
+        db,
+        Config::default().access_mode(AccessMode::ReadOnly).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Samples per run id received in power batches; checks the arrays have equal lengths.
+fn power_counts(msgs: &[(String, String)]) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for (t, p) in msgs.iter().filter(|(t, _)| t.ends_with("/power")) {
+        let v: Value = serde_json::from_str(p).unwrap_or_else(|e| panic!("{t}: {e}: {p}"));
+        let len = v["t_us"].as_array().unwrap().len();
+        for k in ["bus_mv", "current_ma", "power_mw"] {
+            assert_eq!(v[k].as_array().unwrap().len(), len, "{t}: {k}");
+        }
+        assert!(v["newest_wall_ms"].as_u64().is_some());
+        if let Some(r) = v["run_id"].as_str() {
+            *n.entry(r.to_string()).or_default() += len;
+        }
+    }
+    n
+}
+
+fn db_counts(db: &Path) -> HashMap<String, usize> {
+    let c = open_ro(db);
+    let mut st = c
+        .prepare(
+            "SELECT run_id, count(*) FROM power_samples WHERE run_id IS NOT NULL GROUP BY run_id",
+        )
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn a_run_publishes_everything_to_mosquitto_and_samples_match_duckdb() {
+    let (dir, lab) = virtual_lab();
+    let Some(broker) = Mosquitto::start(dir.path()) else {
+        return;
+    };
+    add_mqtt(
+        &lab,
+        &format!(
+            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
+            broker.port
+        ),
+    );
+    let sub = Sub::start(broker.port);
+    let o = labctl()
+        .args([
+            "--lab",
+            lab.to_str().unwrap(),
+            "run",
+            "--tokens",
+            "60",
+            "--repeat",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    std::thread::sleep(Duration::from_millis(500));
+    let msgs = sub.messages();
+    let has = |suffix: &str| msgs.iter().filter(|(t, _)| t.ends_with(suffix)).count();
+    let prefix = "labctl/virtual-lab";
+    assert!(msgs
+        .iter()
+        .any(|(t, p)| t == &format!("{prefix}/status") && p == "online"));
+    assert!(msgs
+        .iter()
+        .any(|(t, p)| t == &format!("{prefix}/status") && p == "offline"));
+    for b in ["esp32s3-devkit", "nucleo-f746", "pico"] {
+        let states: Vec<Value> = msgs
+            .iter()
+            .filter(|(t, _)| t == &format!("{prefix}/boards/{b}/state"))
+            .map(|(_, p)| serde_json::from_str(p).unwrap())
+            .collect();
+        assert!(
+            states
+                .iter()
+                .any(|s| s["phase"] == "running" && s["run_id"].is_string()),
+            "{b}: {states:?}"
+        );
+        assert_eq!(states.last().unwrap()["power"], "off");
+    }
+    assert_eq!(has("/summary"), 6);
+    assert_eq!(has("/tokens"), 6);
+    let summary: Value = serde_json::from_str(
+        &msgs
+            .iter()
+            .find(|(t, _)| t.ends_with("/summary"))
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert!(summary["tokens_per_s"].as_f64().unwrap() > 0.0);
+    let mqtt = power_counts(&msgs);
+    let db = db_counts(&dir.path().join("lab.duckdb"));
+    assert_eq!(db.len(), 6);
+    assert_eq!(mqtt, db, "samples per run over MQTT equal those in DuckDB");
+}
+
+#[test]
+fn the_embedded_broker_serves_mosquitto_sub_and_a_taken_address_is_reported() {
+    let (dir, lab) = virtual_lab();
+    if !have("mosquitto_sub") {
+        return;
+    }
+    let port = free_port();
+    add_mqtt(
+        &lab,
+        &format!("mode = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let child = labctl()
+        .args([
+            "--lab",
+            lab.to_str().unwrap(),
+            "run",
+            "--boards",
+            "pico",
+            "--tokens",
+            "60",
+            "--repeat",
+            "150",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sub = Sub::start(port);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let msgs = sub.messages();
+    let mqtt = power_counts(&msgs);
+    let db = db_counts(&dir.path().join("lab.duckdb"));
+    // Runs that began after the subscription are complete over MQTT.
+    let last = db
+        .keys()
+        .max_by_key(|k| k.rsplit('r').next().and_then(|n| n.parse::<u32>().ok()))
+        .unwrap();
+    assert_eq!(mqtt.get(last), db.get(last), "run {last}");
+    assert!(msgs
+        .iter()
+        .any(|(t, _)| t.ends_with(&format!("{}/summary", last))));
+
+    // An address the embedded broker cannot bind: said once, plainly; the run still works.
+    let (_d2, lab2) = virtual_lab();
+    add_mqtt(&lab2, "mode = \"embedded\"\nlisten = \"192.0.2.1:1883\"\n");
+    let o = labctl()
+        .args(["--lab", lab2.to_str().unwrap(), "run", "--boards", "pico"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("cannot host the embedded MQTT broker on 192.0.2.1:1883"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_broker_outage_loses_nothing_in_duckdb_and_publishing_resumes() {
+    let (dir, lab) = virtual_lab();
+    let Some(mut broker) = Mosquitto::start(dir.path()) else {
+        return;
+    };
+    add_mqtt(
+        &lab,
+        &format!(
+            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
+            broker.port
+        ),
+    );
+    let started = Instant::now();
+    let child = labctl()
+        .args([
+            "--lab",
+            lab.to_str().unwrap(),
+            "run",
+            "--boards",
+            "pico",
+            "--tokens",
+            "100",
+            "--repeat",
+            "700",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    broker.restart();
+    let sub = Sub::start(broker.port);
+    let t = Instant::now();
+    while !sub.messages().iter().any(|(t, _)| t.ends_with("/power")) {
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "publishing did not resume after the outage"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        elapsed > 12.0,
+        "the run outlasted the outage ({elapsed:.1} s)"
+    );
+    assert!(
+        err.contains("unreachable") && err.contains("publishing resumes"),
+        "{err}"
+    );
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    let (runs_ok, lost, max_gap_us): (i64, i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM runs WHERE status = 'ok'),
+                    (SELECT coalesce(sum(mqtt_undelivered_samples), 0)::BIGINT FROM runs),
+                    (SELECT max(gap) FROM (SELECT t_us - lag(t_us) OVER (PARTITION BY run_id ORDER BY t_us) AS gap
+                                           FROM power_samples WHERE run_id IS NOT NULL))",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(runs_ok, 700);
+    assert!(
+        lost > 1000,
+        "undelivered samples are counted and stored: {lost}"
+    );
+    assert!(
+        max_gap_us < 20_000,
+        "sampling never stalled (largest gap {max_gap_us} µs)"
+    );
+}
