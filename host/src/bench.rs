@@ -43,6 +43,12 @@ pub fn cmd_bench(what: BenchCmd) -> anyhow::Result<()> {
             tokens,
             rounds,
         } => return bench_firmware(&preset, tokens, rounds),
+        BenchCmd::Mqtt {
+            url,
+            sensors,
+            rate,
+            duration,
+        } => return bench_mqtt(&url, sensors, rate, duration),
     };
     let tmp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
@@ -174,5 +180,105 @@ fn bench_firmware(preset: &str, tokens: usize, rounds: usize) -> anyhow::Result<
         );
     }
     println!("(tok/s counts every forward pass, prompt and generated; medians of the rounds)");
+    Ok(())
+}
+
+/// `labctl bench mqtt`: `sense` on simulated sensors publishing to `url`, measured by a
+/// subscriber in this process (its own MQTT connection, through the broker).
+fn bench_mqtt(url: &str, sensors: usize, rate: f64, duration: Duration) -> anyhow::Result<()> {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let sensors = sensors.clamp(1, 64);
+    let (host, port) = url
+        .strip_prefix("mqtt://")
+        .and_then(|r| r.rsplit_once(':'))
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| crate::BadInput(format!("--url {url}: give mqtt://HOST:PORT")))?;
+    let tmp = tempfile::tempdir()?;
+    // Four sensors per 400 kHz bus: 1 kHz × 96 bus bits each fits with room to spare.
+    let mut lab = format!(
+        "name = \"bench\"\n[storage]\npath = \"bench.duckdb\"\n[mqtt]\nmode = \"external\"\nurl = \"{url}\"\n"
+    );
+    for b in 0..sensors.div_ceil(4) {
+        lab.push_str(&format!(
+            "[[buses]]\nname = \"bus{b}\"\nsimulated = true\nfrequency_hz = 400000\n"
+        ));
+    }
+    for i in 0..sensors {
+        lab.push_str(&format!(
+            "[[sensors]]\nname = \"s{i}\"\nchip = \"ina219\"\nbus = \"bus{}\"\naddress = {}\nshunt_ohms = 0.1\nmax_current_a = 0.4\nadc_bits = 9\naveraging = 1\nrate_hz = {rate}\n",
+            i / 4,
+            0x40 + i % 4
+        ));
+    }
+    let lab_path = tmp.path().join("bench.toml");
+    std::fs::write(&lab_path, lab)?;
+
+    let mut opts = MqttOptions::new(
+        format!("labctl-bench-sub-{}", std::process::id()),
+        host,
+        port,
+    );
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut conn) = Client::new(opts, 64);
+    client.subscribe("labctl/bench/sensors/+/power", QoS::AtLeastOnce)?;
+    let ages = Arc::new(std::sync::Mutex::new((Vec::<f64>::new(), 0u64)));
+    let a2 = ages.clone();
+    let sub = std::thread::spawn(move || {
+        for ev in conn.iter() {
+            match ev {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let now = crate::clock::unix_ms() as f64;
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) {
+                        let n = v["t_us"].as_array().map_or(0, |a| a.len()) as u64;
+                        let newest = v["newest_wall_ms"].as_f64().unwrap_or(now);
+                        let mut g = a2.lock().unwrap_or_else(|p| p.into_inner());
+                        g.0.push(now - newest);
+                        g.1 += n;
+                    }
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let args = crate::cli::SenseArgs {
+        sensors: vec![],
+        rate: None,
+        duration: Some(duration),
+        json: true,
+    };
+    let t = Instant::now();
+    crate::sense::cmd_sense(&lab_path, args)?;
+    let secs = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = client.disconnect();
+    let _ = sub.join();
+    let (mut ages, received) = std::mem::take(&mut *ages.lock().unwrap_or_else(|p| p.into_inner()));
+    anyhow::ensure!(
+        !ages.is_empty(),
+        "no batch arrived from the broker at {url}"
+    );
+    ages.sort_by(f64::total_cmp);
+    let q = |f: f64| ages[((ages.len() - 1) as f64 * f).round() as usize];
+    let conn = duckdb::Connection::open(tmp.path().join("bench.duckdb"))?;
+    let stored: i64 = conn.query_row("SELECT count(*) FROM power_samples", [], |r| r.get(0))?;
+    println!(
+        "{sensors} simulated sensors at {rate} Hz for {:.1} s through {url}",
+        duration.as_secs_f64()
+    );
+    println!("batches received:            {}", ages.len());
+    println!(
+        "newest-sample age on arrival: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        q(0.5),
+        q(0.99),
+        ages[ages.len() - 1]
+    );
+    println!(
+        "samples: stored {stored}, received {received} ({:.1} %), sustained {:.0} samples/s published",
+        received as f64 / stored.max(1) as f64 * 100.0,
+        received as f64 / secs
+    );
     Ok(())
 }

@@ -189,6 +189,19 @@ pub enum ModelCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
+    /// Live metrics latency: N simulated INA219s sampled by `sense` and published to a broker;
+    /// an in-process subscriber measures the age of each batch's newest sample on arrival.
+    Mqtt {
+        /// The broker, e.g. mqtt://127.0.0.1:1883 (start one with `mosquitto -p 1883`).
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 8)]
+        sensors: usize,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+    },
     /// Firmware inference per quantization, with the per-operator instrumentation on and
     /// compiled out, interleaved in one run: tokens/s and the instrumentation's overhead.
     Firmware {

@@ -200,6 +200,11 @@ impl Publisher {
             opts.set_credentials(user.clone(), password(lab)?.unwrap_or_default());
         }
         let (client, mut conn) = Client::new(opts, 4096);
+        // Small batches every ~100 ms: Nagle's algorithm would hold them for the peer's delayed
+        // ACK (tens of ms) and make live data late.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_tcp_nodelay(true);
+        conn.eventloop.set_network_options(net);
         let connected = Arc::new(AtomicBool::new(false));
         let flag = connected.clone();
         let status_client = client.clone();
@@ -294,12 +299,15 @@ impl Publisher {
         ok
     }
 
-    /// Takes the samples of a stored batch; publishes each sensor's batch once it spans
-    /// ~100 ms or its run changes.
+    /// Takes the samples of a stored batch; publishes a sensor's batch once it spans ~100 ms or
+    /// its run changes. A sensor's batch goes out when *its* samples arrive, so its newest
+    /// sample is fresh; a call without rows (the writer's idle tick) only sends batches of
+    /// sensors that have gone quiet.
     pub fn samples(&self, rows: &[SampleRow]) {
         let mut ready = vec![];
         {
             let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut touched: Vec<Arc<str>> = vec![];
             for r in rows {
                 let e = p.entry(r.sensor.clone()).or_insert_with(|| Pending {
                     run_id: r.run_id.clone(),
@@ -318,9 +326,18 @@ impl Publisher {
                 }
                 e.run_id = r.run_id.clone();
                 e.rows.push(r.clone());
+                if touched.last() != Some(&r.sensor) {
+                    touched.push(r.sensor.clone());
+                }
             }
+            let quiet = BATCH_SPAN * 3;
             for (sensor, e) in p.iter_mut() {
-                if !e.rows.is_empty() && e.since.elapsed() >= BATCH_SPAN {
+                let due = if touched.contains(sensor) {
+                    e.since.elapsed() >= BATCH_SPAN
+                } else {
+                    e.since.elapsed() >= quiet
+                };
+                if due && !e.rows.is_empty() {
                     ready.push((
                         sensor.clone(),
                         std::mem::take(&mut e.rows),
