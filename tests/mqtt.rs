@@ -137,7 +137,9 @@ impl Sub {
             let out = child.stdout.take().unwrap();
             let l2 = lines.clone();
             std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                // Payloads may be any bytes (the tests publish invalid UTF-8 on purpose).
+                for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).into_owned();
                     let (topic, payload) = line.split_once(' ').unwrap_or((&line, ""));
                     l2.lock()
                         .unwrap()
@@ -438,4 +440,161 @@ fn a_broker_outage_loses_nothing_in_duckdb_and_publishing_resumes() {
         max_gap_us < 20_000,
         "sampling never stalled (largest gap {max_gap_us} µs)"
     );
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn publish(port: u16, topic: &str, payload: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("payload");
+    std::fs::write(&f, payload).unwrap();
+    let mut c = Command::new("mosquitto_pub");
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-q",
+        "1",
+        "-t",
+        topic,
+    ]);
+    if payload.is_empty() {
+        c.arg("-n");
+    } else {
+        c.arg("-f").arg(&f);
+    }
+    assert!(c.status().unwrap().success(), "mosquitto_pub {topic}");
+}
+
+#[test]
+fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
+    let (dir, lab) = virtual_lab();
+    let Some(broker) = Mosquitto::start(dir.path()) else {
+        return;
+    };
+    if !have("mosquitto_pub") {
+        return;
+    }
+    add_mqtt(
+        &lab,
+        &format!(
+            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
+            broker.port
+        ),
+    );
+    let sub = Sub::start(broker.port);
+    let mut serve = Reaped(
+        labctl()
+            .args(["--lab", lab.to_str().unwrap(), "serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prefix = "labctl/virtual-lab";
+    let status = format!("{prefix}/status");
+    let t = Instant::now();
+    while !sub
+        .messages()
+        .iter()
+        .any(|(t, p)| t == &status && p == "online")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "serve did not come online"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let bad: Vec<&[u8]> = vec![
+        b"",
+        b"\xff\xfe\xfd",
+        b"this is not json",
+        b"[1, 2, 3]",
+        br#"{"boards": ["pico"], "colour": "red"}"#,
+        br#"{"tokens": 0}"#,
+        br#"{"tokens": -5}"#,
+        br#"{"repeat": 100000}"#,
+        br#"{"boards": ["no-such-board"]}"#,
+        br#"{"models": ["nosuchpreset:q4_0"]}"#,
+        br#"{"boards": "pico"}"#,
+        br#"{"tokens": 5000}"#,
+    ];
+    for (i, p) in bad.iter().enumerate() {
+        publish(broker.port, &format!("{prefix}/jobs/bad{i}"), p);
+    }
+    publish(
+        broker.port,
+        &format!("{prefix}/jobs/good1"),
+        br#"{"boards": ["pico"], "tokens": 16, "repeat": 2}"#,
+    );
+    let replies = |id: &str| -> Vec<Value> {
+        sub.messages()
+            .iter()
+            .filter(|(t, _)| t == &format!("{prefix}/jobs/{id}/status"))
+            .map(|(_, p)| serde_json::from_str(p).unwrap())
+            .collect()
+    };
+    let t = Instant::now();
+    while !replies("good1").iter().any(|r| r["status"] == "done") {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "good job not done: {:?}",
+            replies("good1")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..bad.len() {
+        let r = replies(&format!("bad{i}"));
+        assert_eq!(r.len(), 1, "bad{i}: {r:?}");
+        assert_eq!(r[0]["status"], "rejected", "bad{i}: {r:?}");
+        assert!(!r[0]["error"].as_str().unwrap().is_empty());
+    }
+    let done = replies("good1")
+        .into_iter()
+        .find(|r| r["status"] == "done")
+        .unwrap();
+    assert_eq!(done["runs"].as_array().unwrap().len(), 2, "{done}");
+    // SIGTERM: clean exit, lab marked offline.
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(serve.0.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let code = loop {
+        if let Some(s) = serve.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        sub.messages()
+            .iter()
+            .rev()
+            .find(|(t, _)| t == &status)
+            .map(|(_, p)| p.as_str()),
+        Some("offline")
+    );
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    let n: i64 = c
+        .query_row(
+            "SELECT count(*) FROM runs WHERE status = 'ok' AND board = 'pico'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 2);
 }

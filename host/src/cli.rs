@@ -52,6 +52,9 @@ pub enum Command {
     Sense(SenseArgs),
     /// Profile model(s) on board(s): power, boot, handshake, prompt, record; then a summary table.
     Run(RunArgs),
+    /// Headless daemon: takes profiling jobs over MQTT (<prefix>/jobs/<job_id>), publishes
+    /// status and metrics; hosts the embedded broker when the lab says so. Stop with SIGTERM.
+    Serve,
     /// Make, inspect and fit firmware model files.
     Model {
         #[command(subcommand)]

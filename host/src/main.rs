@@ -15,6 +15,7 @@ mod relay;
 mod run;
 mod sense;
 mod serial;
+mod serve;
 mod store;
 
 use std::process::ExitCode;
@@ -82,5 +83,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             model::cmd_model(cmd, lab.as_ref())
         }
         Command::Run(args) => run::cmd_run(&cli.lab, args),
+        Command::Serve => serve::cmd_serve(&cli.lab),
     }
 }

@@ -9,7 +9,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        mpsc, Arc, Mutex,
     },
     time::{Duration, Instant},
 };
@@ -145,8 +145,8 @@ impl Publisher {
     /// (`run`, `sense`, `serve`) so that several labctl processes can publish at once.
     pub fn connect(lab: &Lab, role: &str) -> Option<Arc<Publisher>> {
         let m = lab.mqtt.as_ref()?;
-        match Self::try_connect(lab, m, role) {
-            Ok(p) => Some(p),
+        match Self::try_connect(lab, m, role, vec![]) {
+            Ok((p, _)) => Some(p),
             Err(why) => {
                 eprintln!("MQTT: {why}; going on without publishing");
                 None
@@ -154,7 +154,28 @@ impl Publisher {
         }
     }
 
-    fn try_connect(lab: &Lab, m: &lab_config::Mqtt, role: &str) -> Result<Arc<Publisher>, String> {
+    /// Like [`Publisher::connect`], also subscribing to `filters` (again after every
+    /// reconnect); messages arrive on the returned receiver as (topic, payload).
+    pub fn connect_with_inbox(
+        lab: &Lab,
+        role: &str,
+        filters: Vec<String>,
+    ) -> Result<(Arc<Publisher>, mpsc::Receiver<(String, Vec<u8>)>), String> {
+        let m = lab
+            .mqtt
+            .as_ref()
+            .ok_or("the lab file has no [mqtt] section")?;
+        let (p, rx) = Self::try_connect(lab, m, role, filters)?;
+        Ok((p, rx))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn try_connect(
+        lab: &Lab,
+        m: &lab_config::Mqtt,
+        role: &str,
+        filters: Vec<String>,
+    ) -> Result<(Arc<Publisher>, mpsc::Receiver<(String, Vec<u8>)>), String> {
         let (host, port, describe) = match &m.mode {
             MqttMode::Embedded { listen } => {
                 let what = embedded_broker(*listen)?;
@@ -210,6 +231,7 @@ impl Publisher {
         let status_client = client.clone();
         let status_topic = format!("{prefix}/status");
         let where_ = describe.clone();
+        let (inbox_tx, inbox_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("mqtt".into())
             .spawn(move || {
@@ -230,6 +252,12 @@ impl Publisher {
                                 true,
                                 "online",
                             );
+                            for f in &filters {
+                                let _ = status_client.try_subscribe(f.as_str(), QoS::AtLeastOnce);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            let _ = inbox_tx.send((p.topic.clone(), p.payload.to_vec()));
                         }
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                             flag.store(false, Ordering::Relaxed);
@@ -260,14 +288,15 @@ impl Publisher {
             std::thread::sleep(Duration::from_millis(10));
         }
         tracing::info!(broker = %describe, "MQTT publisher started");
-        Ok(Arc::new(Publisher {
+        let p = Arc::new(Publisher {
             client,
             prefix,
             connected,
             pending: Mutex::new(HashMap::new()),
             undelivered: Mutex::new(HashMap::new()),
             describe,
-        }))
+        });
+        Ok((p, inbox_rx))
     }
 
     pub fn prefix(&self) -> &str {
@@ -447,6 +476,18 @@ impl Publisher {
         );
     }
 
+    /// A job's status (retained, so a client that subscribes late still sees where it is).
+    pub fn job_status(&self, job_id: &str, status: &serde_json::Value) {
+        self.send(
+            format!("{}/jobs/{job_id}/status", self.prefix),
+            QoS::AtLeastOnce,
+            true,
+            status.to_string().into_bytes(),
+            None,
+            0,
+        );
+    }
+
     /// Retained board state: power, phase, run id.
     pub fn board_state(&self, board: &str, power: bool, phase: &str, run_id: Option<&str>) {
         let payload = json!({
@@ -466,7 +507,7 @@ impl Publisher {
         );
     }
 
-    /// Undelivered counts so far, per run.
+    /// Undelivered counts so far, per run (`None`: outside runs).
     pub fn undelivered(&self) -> HashMap<Option<Arc<str>>, Undelivered> {
         self.undelivered
             .lock()
@@ -474,10 +515,23 @@ impl Publisher {
             .clone()
     }
 
+    /// Takes the undelivered counts of runs (to store them with the runs).
+    pub fn take_undelivered_runs(&self) -> Vec<(Arc<str>, Undelivered)> {
+        let mut u = self.undelivered.lock().unwrap_or_else(|p| p.into_inner());
+        let runs: Vec<Arc<str>> = u.keys().flatten().cloned().collect();
+        runs.into_iter()
+            .filter_map(|r| u.remove(&Some(r.clone())).map(|c| (r, c)))
+            .collect()
+    }
+
     /// Publishes what is pending, marks the lab offline (retained) and disconnects, waiting
     /// briefly for in-flight messages.
     pub fn close(&self) {
         self.flush();
+        let lost: u64 = self.undelivered().values().map(|u| u.messages).sum();
+        if lost > 0 {
+            eprintln!("MQTT: {lost} message(s) could not be delivered (per run: runs.mqtt_undelivered_msgs)");
+        }
         if self.is_connected() {
             let _ = self.client.try_publish(
                 format!("{}/status", self.prefix),

@@ -758,8 +758,74 @@ fn into_reason(r: ROption<abi_stable::std_types::RString>) -> Option<String> {
     r.into_option().map(|s| s.to_string())
 }
 
+/// A checked job: the lab, the boards, the models with their prompts. Building it powers
+/// nothing; every mistake in the arguments is bad input.
+pub struct Plan {
+    rt: Runtime,
+    boards: Vec<Board>,
+    plans: Vec<Arc<ModelPlan>>,
+    args: RunArgs,
+}
+
+/// What a finished job produced.
+pub struct JobOutcome {
+    pub rows: Vec<SummaryRow>,
+    pub interrupted: bool,
+    pub storage: PathBuf,
+}
+
+impl JobOutcome {
+    /// The exit status `labctl run` gives this outcome.
+    pub fn verdict(&self) -> anyhow::Result<()> {
+        let failed: Vec<&SummaryRow> = self.rows.iter().filter(|r| r.status != "ok").collect();
+        if self.interrupted {
+            return Err(Failed(format!(
+                "interrupted: runs marked aborted; everything measured is stored in {}",
+                self.storage.display()
+            ))
+            .into());
+        }
+        if !failed.is_empty() {
+            return Err(Failed(format!(
+                "{} of {} run(s) failed: {}",
+                failed.len(),
+                self.rows.len(),
+                failed
+                    .iter()
+                    .map(|r| format!("{} ({})", r.board, r.error.clone().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
 /// `labctl run`
 pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let plan = plan(lab_path, args)?;
+    let stop = stop_flag()?;
+    let mqtt = Publisher::connect(&plan.rt.lab, "run");
+    if let Some(m) = &mqtt {
+        eprintln!(
+            "publishing live metrics to {} under {}/",
+            m.describe,
+            m.prefix()
+        );
+    }
+    let out = execute(plan, &stop, mqtt.as_ref());
+    if let Some(m) = &mqtt {
+        m.close();
+    }
+    let out = out?;
+    print_summary(&out.rows, json)?;
+    out.verdict()
+}
+
+/// Checks a job's arguments against the lab and resolves its models (generating presets once).
+pub fn plan(lab_path: &Path, args: RunArgs) -> anyhow::Result<Plan> {
     let rt = Runtime::open(lab_path)?;
     if args.tokens == 0 || args.repeat == 0 {
         return Err(BadInput("--tokens and --repeat must be at least 1".into()).into());
@@ -827,18 +893,31 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
         }
         plans.push(Arc::new(ModelPlan { file, prompt_ids }));
     }
+    Ok(Plan {
+        rt,
+        boards,
+        plans,
+        args,
+    })
+}
+
+/// Runs a planned job: every board in parallel, one writer, MQTT when given. Stops early (runs
+/// `aborted`) when `stop` is raised.
+pub fn execute(
+    plan: Plan,
+    stop: &AtomicBool,
+    mqtt: Option<&Arc<Publisher>>,
+) -> anyhow::Result<JobOutcome> {
+    let Plan {
+        rt,
+        boards,
+        plans,
+        args,
+    } = plan;
+    let mqtt = mqtt.cloned();
     let firmware = find_firmware();
-    let stop = stop_flag()?;
     let store = Store::open(&rt.lab.storage_path, "run")?;
     let batch = format!("run-{}", clock::unix_ms());
-    let mqtt = Publisher::connect(&rt.lab, "run");
-    if let Some(m) = &mqtt {
-        eprintln!(
-            "publishing live metrics to {} under {}/",
-            m.describe,
-            m.prefix()
-        );
-    }
     let mut rig = Rig::new(&rt);
     let progress = Progress {
         lines: Mutex::new(
@@ -952,7 +1031,7 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
                     args: &args,
                     batch: &batch,
                     firmware: &firmware,
-                    stop: &stop,
+                    stop,
                     progress: &progress,
                     lab: &rt.lab,
                     tx: tx.clone(),
@@ -995,13 +1074,11 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(m) = &mqtt {
         m.flush();
-        for (run, u) in m.undelivered() {
-            if let Some(run) = run {
-                store.conn.execute(
-                    "UPDATE runs SET mqtt_undelivered_msgs = ?, mqtt_undelivered_samples = ? WHERE run_id = ?",
-                    params![u.messages as i64, u.samples as i64, &*run],
-                )?;
-            }
+        for (run, u) in m.take_undelivered_runs() {
+            store.conn.execute(
+                "UPDATE runs SET mqtt_undelivered_msgs = ?, mqtt_undelivered_samples = ? WHERE run_id = ?",
+                params![u.messages as i64, u.samples as i64, &*run],
+            )?;
         }
     }
     let rows = summary(&store, &ids)?;
@@ -1010,35 +1087,12 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
         for r in &rows {
             m.summary(&r.run_id, &serde_json::to_value(r)?);
         }
-        let lost: u64 = m.undelivered().values().map(|u| u.messages).sum();
-        if lost > 0 {
-            eprintln!("MQTT: {lost} message(s) could not be delivered (counted per run in runs.mqtt_undelivered_msgs)");
-        }
-        m.close();
     }
-    print_summary(&rows, args.json)?;
-    let failed: Vec<&SummaryRow> = rows.iter().filter(|r| r.status != "ok").collect();
-    if stop.load(Ordering::Relaxed) {
-        return Err(Failed(format!(
-            "interrupted: runs marked aborted; everything measured is stored in {}",
-            rt.lab.storage_path.display()
-        ))
-        .into());
-    }
-    if !failed.is_empty() {
-        return Err(Failed(format!(
-            "{} of {} run(s) failed: {}",
-            failed.len(),
-            rows.len(),
-            failed
-                .iter()
-                .map(|r| format!("{} ({})", r.board, r.error.clone().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-        .into());
-    }
-    Ok(())
+    Ok(JobOutcome {
+        rows,
+        interrupted: stop.load(Ordering::Relaxed),
+        storage: rt.lab.storage_path.clone(),
+    })
 }
 
 /// Quantization accuracy of every quantization of the run's (generated) models vs f32.

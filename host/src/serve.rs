@@ -1,0 +1,186 @@
+//! `labctl serve`: the headless daemon. It keeps an MQTT connection (hosting the embedded broker
+//! when the lab says so), takes profiling jobs as JSON on `<prefix>/jobs/<job_id>`, checks them,
+//! runs them one at a time through the same path as `labctl run`, and answers on
+//! `<prefix>/jobs/<job_id>/status`. Nothing a client sends can stop it; SIGTERM or Ctrl-C
+//! finishes the bookkeeping of the current run (marked `aborted`) and exits cleanly.
+
+use std::{
+    path::Path,
+    sync::{atomic::Ordering, mpsc::RecvTimeoutError, Arc},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{cli::RunArgs, lab, mqtt::Publisher, run, sense::stop_flag, BadInput, Failed};
+
+/// A job: the fields mirror `labctl run`'s flags (docs/mqtt.md has the schema).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Job {
+    #[serde(default)]
+    boards: Vec<String>,
+    #[serde(default)]
+    models: Vec<String>,
+    prompt: Option<String>,
+    tokens: Option<u32>,
+    repeat: Option<u32>,
+    warmup: Option<u32>,
+    #[serde(default)]
+    validate: bool,
+}
+
+/// Limits a job must respect (a job is a request from the network, not a trusted flag).
+const MAX_TOKENS: u32 = 4096;
+const MAX_REPEAT: u32 = 1000;
+const MAX_WARMUP: u32 = 100;
+const MAX_PROMPT_BYTES: usize = 4096;
+
+/// Turns a payload into `labctl run` arguments, or says what is wrong with it.
+fn parse_job(payload: &[u8]) -> Result<RunArgs, String> {
+    if payload.is_empty() {
+        return Err("empty payload: a job is a JSON object (see docs/mqtt.md)".into());
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8 text".to_string())?;
+    let job: Job = serde_json::from_str(text).map_err(|e| format!("not a valid job: {e}"))?;
+    let defaults = <RunArgs as clap::FromArgMatches>::from_arg_matches(
+        &<crate::cli::RunArgs as clap::Args>::augment_args(clap::Command::new("job"))
+            .get_matches_from(["job"]),
+    )
+    .map_err(|e| e.to_string())?;
+    let tokens = job.tokens.unwrap_or(defaults.tokens);
+    let repeat = job.repeat.unwrap_or(defaults.repeat);
+    let warmup = job.warmup.unwrap_or(defaults.warmup);
+    if !(1..=MAX_TOKENS).contains(&tokens) {
+        return Err(format!("tokens must be 1..={MAX_TOKENS}, got {tokens}"));
+    }
+    if !(1..=MAX_REPEAT).contains(&repeat) {
+        return Err(format!("repeat must be 1..={MAX_REPEAT}, got {repeat}"));
+    }
+    if warmup > MAX_WARMUP {
+        return Err(format!("warmup must be 0..={MAX_WARMUP}, got {warmup}"));
+    }
+    let prompt = job.prompt.unwrap_or(defaults.prompt);
+    if prompt.is_empty() || prompt.len() > MAX_PROMPT_BYTES {
+        return Err(format!("prompt must be 1..={MAX_PROMPT_BYTES} bytes"));
+    }
+    if job.boards.iter().chain(&job.models).any(|s| s.is_empty()) {
+        return Err("board and model names must not be empty".into());
+    }
+    Ok(RunArgs {
+        boards: job.boards,
+        models: job.models,
+        prompt,
+        tokens,
+        repeat,
+        warmup,
+        validate: job.validate,
+        json: false,
+        ..defaults
+    })
+}
+
+/// `labctl serve`
+pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
+    let lab = lab::load(lab_path)?;
+    let Some(m) = &lab.mqtt else {
+        return Err(BadInput(format!(
+            "{}: labctl serve takes its jobs over MQTT; add an [mqtt] section (docs/mqtt.md)",
+            lab.file.display()
+        ))
+        .into());
+    };
+    let jobs = format!("{}/jobs/+", m.prefix.trim_end_matches('/'));
+    let stop = stop_flag()?;
+    let (mqtt, inbox) = Publisher::connect_with_inbox(&lab, "serve", vec![jobs.clone()])
+        .map_err(|e| Failed(format!("MQTT: {e}")))?;
+    eprintln!(
+        "labctl serve: lab {:?}, {}; jobs on {jobs}, replies on …/jobs/<job_id>/status",
+        lab.name, mqtt.describe
+    );
+    while !stop.load(Ordering::Relaxed) {
+        match inbox.recv_timeout(Duration::from_millis(250)) {
+            Ok((topic, payload)) => handle(lab_path, &mqtt, &stop, &topic, &payload),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    eprintln!("labctl serve: stopping");
+    mqtt.close();
+    Ok(())
+}
+
+fn handle(
+    lab_path: &Path,
+    mqtt: &Arc<Publisher>,
+    stop: &std::sync::atomic::AtomicBool,
+    topic: &str,
+    payload: &[u8],
+) {
+    let id = topic.rsplit('/').next().unwrap_or("");
+    let reply = |v: serde_json::Value| mqtt.job_status(id, &v);
+    let args = match parse_job(payload) {
+        Ok(a) => a,
+        Err(why) => {
+            eprintln!("job {id}: rejected: {why}");
+            return reply(json!({"job_id": id, "status": "rejected", "error": why}));
+        }
+    };
+    // The same checks as `labctl run`, before any board is powered.
+    let plan = match run::plan(lab_path, args) {
+        Ok(p) => p,
+        Err(e) => {
+            let why = format!("{e:#}");
+            eprintln!("job {id}: rejected: {why}");
+            return reply(json!({"job_id": id, "status": "rejected", "error": why}));
+        }
+    };
+    eprintln!("job {id}: running");
+    reply(json!({"job_id": id, "status": "running"}));
+    match run::execute(plan, stop, Some(mqtt)) {
+        Ok(out) => {
+            let status = match out.verdict() {
+                Ok(()) => "done",
+                Err(_) if out.interrupted => "aborted",
+                Err(_) => "failed",
+            };
+            eprintln!("job {id}: {status} ({} run(s))", out.rows.len());
+            reply(json!({"job_id": id, "status": status, "runs": out.rows}));
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            eprintln!("job {id}: failed: {why}");
+            reply(json!({"job_id": id, "status": "failed", "error": why}));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_payloads_are_checked() {
+        let ok = parse_job(br#"{"boards": ["pico"], "tokens": 8, "repeat": 2}"#).unwrap();
+        assert_eq!((ok.tokens, ok.repeat, ok.boards.len()), (8, 2, 1));
+        let defaults = parse_job(b"{}").unwrap();
+        assert_eq!(defaults.tokens, 32);
+        for bad in [
+            &b""[..],
+            b"\xff\xfe",
+            b"not json",
+            b"[1,2]",
+            br#"{"tokens": 0}"#,
+            br#"{"tokens": -3}"#,
+            br#"{"repeat": 100000}"#,
+            br#"{"warmup": 101}"#,
+            br#"{"prompt": ""}"#,
+            br#"{"colour": "red"}"#,
+            br#"{"boards": "pico"}"#,
+            br#"{"boards": [""]}"#,
+        ] {
+            assert!(parse_job(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
