@@ -37,6 +37,9 @@ pub struct Undelivered {
     pub samples: u64,
 }
 
+/// Messages on subscribed topics: (topic, payload).
+pub type Inbox = mpsc::Receiver<(String, Vec<u8>)>;
+
 /// Samples of one sensor waiting to be published as one batch.
 struct Pending {
     run_id: Option<Arc<str>>,
@@ -160,7 +163,7 @@ impl Publisher {
         lab: &Lab,
         role: &str,
         filters: Vec<String>,
-    ) -> Result<(Arc<Publisher>, mpsc::Receiver<(String, Vec<u8>)>), String> {
+    ) -> Result<(Arc<Publisher>, Inbox), String> {
         let m = lab
             .mqtt
             .as_ref()
@@ -169,13 +172,12 @@ impl Publisher {
         Ok((p, rx))
     }
 
-    #[allow(clippy::type_complexity)]
     fn try_connect(
         lab: &Lab,
         m: &lab_config::Mqtt,
         role: &str,
         filters: Vec<String>,
-    ) -> Result<(Arc<Publisher>, mpsc::Receiver<(String, Vec<u8>)>), String> {
+    ) -> Result<(Arc<Publisher>, Inbox), String> {
         let (host, port, describe) = match &m.mode {
             MqttMode::Embedded { listen } => {
                 let what = embedded_broker(*listen)?;
