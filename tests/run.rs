@@ -282,18 +282,22 @@ fn a_killed_board_fails_alone_and_garbage_on_a_line_is_counted() {
         );
     }
     let c = open_ro(&dir.path().join("lab.duckdb"));
-    let (toks, samples): (i64, i64) = c
+    // What the killed board measured is kept: its earlier runs whole, and the failed run's
+    // samples (and its tokens, if the kill came after the first one).
+    let (toks, samples, failed_toks): (i64, i64, i64) = c
         .query_row(
-            "SELECT (SELECT count(*) FROM tokens t JOIN runs r USING (run_id) WHERE r.board = 'pico' AND r.status = 'failed'),
-                    (SELECT count(*) FROM power_samples s JOIN runs r USING (run_id) WHERE r.board = 'pico' AND r.status = 'failed')",
+            "SELECT (SELECT count(*) FROM tokens t JOIN runs r USING (run_id) WHERE r.board = 'pico'),
+                    (SELECT count(*) FROM power_samples s JOIN runs r USING (run_id) WHERE r.board = 'pico' AND r.status = 'failed'),
+                    (SELECT count(*) FROM tokens t JOIN runs r USING (run_id) WHERE r.board = 'pico' AND r.status = 'failed')",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
     assert!(
         toks > 0 && samples > 0,
         "the killed board's data is kept: {toks} tokens, {samples} samples"
     );
+    println!("the failed run kept {failed_toks} tokens and {samples} samples");
     let (gbytes, gframes): (i64, i64) = c
         .query_row(
             "SELECT sum(garbage_bytes)::BIGINT, sum(bad_frames)::BIGINT FROM runs WHERE board = 'nucleo-f746'",
