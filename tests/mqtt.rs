@@ -598,3 +598,113 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
         .unwrap();
     assert_eq!(n, 2);
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn make_certs(dir: &Path) -> bool {
+    if !have("openssl") {
+        return false;
+    }
+    let sh = |cmd: &str| {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=labctl-test-ca");
+    sh("printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext");
+    for who in ["server", "client"] {
+        sh(&format!(
+            "openssl req -newkey rsa:2048 -nodes -keyout {who}.key -out {who}.csr -subj /CN={who} && \
+             openssl x509 -req -in {who}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {who}.pem -days 2 -extfile san.ext"
+        ));
+    }
+    true
+}
+
+#[test]
+fn mqtts_with_a_client_certificate_reaches_a_tls_mosquitto() {
+    let (dir, lab) = virtual_lab();
+    let d = dir.path();
+    if !have("mosquitto") || !have("mosquitto_sub") || !make_certs(d) {
+        return;
+    }
+    let port = free_port();
+    let conf = d.join("mosquitto-tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\nrequire_certificate true\nuser root\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let _broker = Reaped(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let mut sub = Reaped(
+        Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "labctl/#",
+                "-v",
+                "-C",
+                "1",
+            ])
+            .args([
+                "--cafile",
+                "ca.pem",
+                "--cert",
+                "client.pem",
+                "--key",
+                "client.key",
+            ])
+            .args(["-W", "30"])
+            .current_dir(d)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // Relative paths in the lab file resolve against its directory.
+    add_mqtt(
+        &lab,
+        &format!("mode = \"external\"\nurl = \"mqtts://127.0.0.1:{port}\"\nca = \"ca.pem\"\ncert = \"client.pem\"\nkey = \"client.key\"\n"),
+    );
+    let o = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "run", "--boards", "pico"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("unreachable"), "{err}");
+    assert!(!err.contains("BEGIN"), "no key material in the output");
+    let t = Instant::now();
+    while sub.0.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "nothing arrived over TLS"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(sub.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.starts_with("labctl/virtual-lab/"), "{out}");
+}

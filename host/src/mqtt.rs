@@ -127,6 +127,50 @@ dynamic_filters = true
     ))
 }
 
+/// Where Debian keeps the system's trusted CAs, used when `[mqtt] ca` is not given.
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// rustls client configuration for `mqtts://`: the lab's CA (or the system's), and a client
+/// certificate when `cert`/`key` are given.
+fn tls_config(m: &lab_config::Mqtt) -> Result<rumqttc::TlsConfiguration, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let ca =
+        m.ca.clone()
+            .unwrap_or_else(|| std::path::PathBuf::from(SYSTEM_CAS));
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(&ca).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+    for c in certs {
+        let c = c.map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("CA file {} holds no certificate", ca.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots);
+    let cfg = match (&m.cert, &m.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("client certificate {}: {e}", cert.display()))?;
+            // The key's contents are never shown, only its path.
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("client key {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(cfg)))
+}
+
 fn password(lab: &Lab) -> Result<Option<String>, String> {
     let m = lab.mqtt.as_ref().expect("checked by caller");
     if let Some(var) = &m.password_env {
@@ -178,6 +222,7 @@ impl Publisher {
         role: &str,
         filters: Vec<String>,
     ) -> Result<(Arc<Publisher>, Inbox), String> {
+        let mut transport = None;
         let (host, port, describe) = match &m.mode {
             MqttMode::Embedded { listen } => {
                 let what = embedded_broker(*listen)?;
@@ -191,14 +236,10 @@ impl Publisher {
                 let (host, port, tls) = url_host_port(url)
                     .ok_or_else(|| format!("cannot read the broker URL {url:?}"))?;
                 if tls {
-                    return Err(format!(
-                        "{url}: TLS (mqtts://) is not supported by this labctl yet; use mqtt:// on a trusted network"
-                    ));
+                    transport = Some(rumqttc::Transport::tls_with_config(tls_config(m)?));
                 }
-                {
-                    let d = format!("broker {host}:{port}");
-                    (host, port, d)
-                }
+                let d = format!("broker {url}");
+                (host, port, d)
             }
         };
         // A stable id per lab and role: with clean_session = false the broker keeps QoS 1
@@ -219,6 +260,9 @@ impl Publisher {
                 QoS::AtLeastOnce,
                 true,
             ));
+        if let Some(t) = transport {
+            opts.set_transport(t);
+        }
         if let Some(user) = &m.username {
             opts.set_credentials(user.clone(), password(lab)?.unwrap_or_default());
         }
