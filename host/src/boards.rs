@@ -2,18 +2,18 @@
 //! sensor health (one test read through the sensor's plugin) and USB presence (rusb, matched
 //! against the VID/PIDs its platform plugin declares).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{lab::Rig, lab::Runtime, relay};
 
-#[derive(Serialize)]
-struct BoardRow {
+#[derive(Serialize, Deserialize)]
+pub struct BoardRow {
     board: String,
     platform: String,
     profile: String,
     fault: Option<String>,
     relay: Option<String>,
-    power: &'static str,
+    power: String,
     sensor: Option<String>,
     sensor_health: String,
     reading: Option<Reading>,
@@ -21,7 +21,7 @@ struct BoardRow {
     simulated: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Reading {
     bus_mv: f64,
     current_ma: f64,
@@ -42,10 +42,23 @@ fn usb_ids() -> Result<Vec<(u16, u16)>, String> {
         .collect())
 }
 
+/// `labctl boards`: asks `labctl serve` when it runs (it owns the bench), else looks itself.
 pub fn cmd_boards(lab_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let rt = Runtime::open(lab_path)?;
+    let lab = crate::lab::load(lab_path)?;
+    let rows: Vec<BoardRow> = match crate::control::serve_pid(&lab) {
+        Some(pid) if lab.mqtt.is_some() => {
+            let v = crate::control::request(&lab, pid, serde_json::json!({"verb": "boards"}))?;
+            serde_json::from_value(v)?
+        }
+        _ => collect(&Runtime::open(lab_path)?, &Default::default()),
+    };
+    print(&rows, json)
+}
+
+/// Every board's state; boards in `busy` (board → job) are not test-read.
+pub fn collect(rt: &Runtime, busy: &std::collections::HashMap<String, String>) -> Vec<BoardRow> {
     let state = relay::read_state(&rt.lab);
-    let mut rig = Rig::new(&rt);
+    let mut rig = Rig::new(rt);
     let usb = usb_ids();
     let mut rows = vec![];
     for b in &rt.lab.boards {
@@ -53,9 +66,14 @@ pub fn cmd_boards(lab_path: &std::path::Path, json: bool) -> anyhow::Result<()> 
         let on = relay::board_is_on(&state, b);
         let (health, reading, sim) = match b.sensor.as_ref().and_then(|s| rt.lab.sensor(s)) {
             None => ("no sensor".to_string(), None, false),
+            Some(s) if busy.contains_key(&b.name) => (
+                format!("in use by job {}", busy[&b.name]),
+                None,
+                rt.sensor_is_simulated(s),
+            ),
             Some(s) => {
                 let sim = rt.sensor_is_simulated(s);
-                match rig.open_sensor(&rt, s, s.rate_hz) {
+                match rig.open_sensor(rt, s, s.rate_hz) {
                     Err(e) => (format!("fault: {e}"), None, sim),
                     Ok(mut dev) => {
                         // The chip needs one conversion after configuration before its registers
@@ -112,7 +130,8 @@ pub fn cmd_boards(lab_path: &std::path::Path, json: bool) -> anyhow::Result<()> 
                 "on"
             } else {
                 "off"
-            },
+            }
+            .to_string(),
             sensor: b.sensor.clone(),
             sensor_health: health,
             reading,
@@ -120,15 +139,19 @@ pub fn cmd_boards(lab_path: &std::path::Path, json: bool) -> anyhow::Result<()> 
             simulated: sim || profile.is_some_and(|p| p.emulated),
         });
     }
+    rows
+}
+
+fn print(rows: &[BoardRow], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(rows)?);
         return Ok(());
     }
     println!(
         "{:<16} {:<18} {:<9} {:<14} {:<30} USB",
         "BOARD", "PLATFORM/PROFILE", "POWER", "SENSOR", "HEALTH"
     );
-    for r in &rows {
+    for r in rows {
         let health = match &r.reading {
             Some(x) => format!(
                 "{} {:.3} V {:.2} mA",

@@ -6,6 +6,7 @@ mod boards;
 mod bus;
 mod cli;
 mod clock;
+mod control;
 mod lab;
 mod model;
 mod mqtt;

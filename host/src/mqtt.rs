@@ -57,6 +57,10 @@ pub struct Publisher {
     undelivered: Mutex<HashMap<Option<Arc<str>>, Undelivered>>,
     /// What the user was told about the broker.
     pub describe: String,
+    /// Whether this connection owns the lab's online/offline status.
+    announce: bool,
+    /// Whether undelivered messages are worth a line at exit (not for control requests).
+    reports_losses: bool,
 }
 
 fn url_host_port(url: &str) -> Option<(String, u16, bool)> {
@@ -249,17 +253,22 @@ impl Publisher {
             None => format!("labctl-{}-{role}", lab.name),
         };
         let prefix = m.prefix.trim_end_matches('/').to_string();
+        // The lab's online/offline status belongs to `serve` while it runs; other commands
+        // announce it only when they are the lab's only publisher.
+        let announce = role == "serve" || crate::control::serve_pid(lab).is_none();
         let mut opts = MqttOptions::new(id, host, port);
         opts.set_keep_alive(Duration::from_secs(5))
             .set_clean_session(false)
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_request_channel_capacity(4096)
-            .set_last_will(LastWill::new(
+            .set_request_channel_capacity(4096);
+        if announce {
+            opts.set_last_will(LastWill::new(
                 format!("{prefix}/status"),
                 "offline",
                 QoS::AtLeastOnce,
                 true,
             ));
+        }
         if let Some(t) = transport {
             opts.set_transport(t);
         }
@@ -292,12 +301,14 @@ impl Publisher {
                                 eprintln!("MQTT: connected again to {where_}; publishing resumes");
                                 reported = false;
                             }
-                            let _ = status_client.try_publish(
-                                status_topic.as_str(),
-                                QoS::AtLeastOnce,
-                                true,
-                                "online",
-                            );
+                            if announce {
+                                let _ = status_client.try_publish(
+                                    status_topic.as_str(),
+                                    QoS::AtLeastOnce,
+                                    true,
+                                    "online",
+                                );
+                            }
                             for f in &filters {
                                 let _ = status_client.try_subscribe(f.as_str(), QoS::AtLeastOnce);
                             }
@@ -341,6 +352,8 @@ impl Publisher {
             pending: Mutex::new(HashMap::new()),
             undelivered: Mutex::new(HashMap::new()),
             describe,
+            announce,
+            reports_losses: role != "ctl",
         });
         Ok((p, inbox_rx))
     }
@@ -534,6 +547,18 @@ impl Publisher {
         );
     }
 
+    /// Publishes `payload` on `<prefix>/<suffix>` (control requests and replies).
+    pub fn publish(&self, suffix: &str, retain: bool, payload: Vec<u8>) -> bool {
+        self.send(
+            format!("{}/{suffix}", self.prefix),
+            QoS::AtLeastOnce,
+            retain,
+            payload,
+            None,
+            0,
+        )
+    }
+
     /// Retained board state: power, phase, run id.
     pub fn board_state(&self, board: &str, power: bool, phase: &str, run_id: Option<&str>) {
         let payload = json!({
@@ -575,10 +600,10 @@ impl Publisher {
     pub fn close(&self) {
         self.flush();
         let lost: u64 = self.undelivered().values().map(|u| u.messages).sum();
-        if lost > 0 {
+        if lost > 0 && self.reports_losses {
             eprintln!("MQTT: {lost} message(s) could not be delivered (per run: runs.mqtt_undelivered_msgs)");
         }
-        if self.is_connected() {
+        if self.is_connected() && self.announce {
             let _ = self.client.try_publish(
                 format!("{}/status", self.prefix),
                 QoS::AtLeastOnce,

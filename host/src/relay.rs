@@ -217,30 +217,79 @@ pub fn cmd_power(
     json: bool,
 ) -> anyhow::Result<()> {
     let lab = crate::lab::load(lab_path)?;
-    let driver = match action {
-        PowerAction::On => set_board_power(&lab, board, true)?,
-        PowerAction::Off => set_board_power(&lab, board, false)?,
-        PowerAction::Cycle => {
-            set_board_power(&lab, board, false)?;
-            std::thread::sleep(off_time);
-            set_board_power(&lab, board, true)?
+    // While `labctl serve` runs it owns the relays: ask it.
+    let r: PowerResult = match crate::control::serve_pid(&lab) {
+        Some(pid) if lab.mqtt.is_some() => {
+            let action = match action {
+                PowerAction::On => "on",
+                PowerAction::Off => "off",
+                PowerAction::Cycle => "cycle",
+            };
+            let v = crate::control::request(
+                &lab,
+                pid,
+                serde_json::json!({"verb": "power", "board": board, "action": action,
+                                   "off_time_ms": off_time.as_millis() as u64}),
+            )?;
+            serde_json::from_value(v)?
         }
+        _ => apply_power(&lab, board, action, off_time)?,
     };
-    let on = action != PowerAction::Off;
-    let relay = lab
-        .board(board)
-        .and_then(|b| b.relay.clone())
-        .unwrap_or_default();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"board": board, "relay": relay, "driver": driver, "on": on})
-        );
+        println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{board}: {} (relay {relay}, {driver})",
-            if on { "on" } else { "off" }
+            "{}: {} (relay {}, {}{})",
+            r.board,
+            if r.on { "on" } else { "off" },
+            r.relay,
+            r.driver,
+            if r.via_serve {
+                ", through labctl serve"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
+}
+
+/// What a power command did.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct PowerResult {
+    pub board: String,
+    pub relay: String,
+    pub driver: String,
+    pub on: bool,
+    /// Done by a running `labctl serve` on this command's behalf.
+    #[serde(default)]
+    pub via_serve: bool,
+}
+
+/// Switches a board's relay (cycle: off, wait, on) and records it.
+pub fn apply_power(
+    lab: &Lab,
+    board: &str,
+    action: PowerAction,
+    off_time: Duration,
+) -> anyhow::Result<PowerResult> {
+    let driver = match action {
+        PowerAction::On => set_board_power(lab, board, true)?,
+        PowerAction::Off => set_board_power(lab, board, false)?,
+        PowerAction::Cycle => {
+            set_board_power(lab, board, false)?;
+            std::thread::sleep(off_time);
+            set_board_power(lab, board, true)?
+        }
+    };
+    Ok(PowerResult {
+        board: board.to_string(),
+        relay: lab
+            .board(board)
+            .and_then(|b| b.relay.clone())
+            .unwrap_or_default(),
+        driver: driver.to_string(),
+        on: action != PowerAction::Off,
+        via_serve: crate::control::serve_pid(lab) == Some(std::process::id()),
+    })
 }

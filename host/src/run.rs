@@ -767,6 +767,13 @@ pub struct Plan {
     args: RunArgs,
 }
 
+impl Plan {
+    /// The boards this job will use.
+    pub fn board_names(&self) -> Vec<String> {
+        self.boards.iter().map(|b| b.name.clone()).collect()
+    }
+}
+
 /// What a finished job produced.
 pub struct JobOutcome {
     pub rows: Vec<SummaryRow>,

@@ -13,7 +13,7 @@ use std::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{cli::RunArgs, lab, mqtt::Publisher, run, sense::stop_flag, BadInput, Failed};
+use crate::{cli::RunArgs, control, lab, mqtt::Publisher, run, sense::stop_flag, BadInput, Failed};
 
 /// A job: the fields mirror `labctl run`'s flags (docs/mqtt.md has the schema).
 #[derive(Debug, Deserialize)]
@@ -91,29 +91,60 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
         ))
         .into());
     };
-    let jobs = format!("{}/jobs/+", m.prefix.trim_end_matches('/'));
+    let prefix = m.prefix.trim_end_matches('/').to_string();
+    let jobs = format!("{prefix}/jobs/+");
+    let control = format!("{prefix}/control/+");
+    if let Some(pid) = control::serve_pid(&lab) {
+        return Err(Failed(format!(
+            "labctl serve already runs for this lab (pid {pid})"
+        ))
+        .into());
+    }
     let stop = stop_flag()?;
-    let (mqtt, inbox) = Publisher::connect_with_inbox(&lab, "serve", vec![jobs.clone()])
-        .map_err(|e| Failed(format!("MQTT: {e}")))?;
+    let _marker = control::ServeMarker::create(&lab);
+    let (mqtt, inbox) =
+        Publisher::connect_with_inbox(&lab, "serve", vec![jobs.clone(), control.clone()])
+            .map_err(|e| Failed(format!("MQTT: {e}")))?;
     eprintln!(
         "labctl serve: lab {:?}, {}; jobs on {jobs}, replies on …/jobs/<job_id>/status",
         lab.name, mqtt.describe
     );
+    // Control requests (power, boards) are answered at once by the dispatcher, even while a
+    // job runs; jobs queue for the main loop, one at a time.
+    let busy: control::Busy = Default::default();
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<(String, Vec<u8>)>();
+    let dispatcher = {
+        let (mqtt, busy, path) = (mqtt.clone(), busy.clone(), lab_path.to_path_buf());
+        let control_prefix = format!("{prefix}/control/");
+        std::thread::Builder::new()
+            .name("serve-dispatch".into())
+            .spawn(move || {
+                for (topic, payload) in inbox {
+                    if topic.starts_with(&control_prefix) {
+                        control::handle(&path, &mqtt, &busy, &topic, &payload);
+                    } else if job_tx.send((topic, payload)).is_err() {
+                        break;
+                    }
+                }
+            })?
+    };
     while !stop.load(Ordering::Relaxed) {
-        match inbox.recv_timeout(Duration::from_millis(250)) {
-            Ok((topic, payload)) => handle(lab_path, &mqtt, &stop, &topic, &payload),
+        match job_rx.recv_timeout(Duration::from_millis(250)) {
+            Ok((topic, payload)) => handle(lab_path, &mqtt, &busy, &stop, &topic, &payload),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     eprintln!("labctl serve: stopping");
     mqtt.close();
+    drop(dispatcher);
     Ok(())
 }
 
 fn handle(
     lab_path: &Path,
     mqtt: &Arc<Publisher>,
+    busy: &control::Busy,
     stop: &std::sync::atomic::AtomicBool,
     topic: &str,
     payload: &[u8],
@@ -138,7 +169,21 @@ fn handle(
     };
     eprintln!("job {id}: running");
     reply(json!({"job_id": id, "status": "running"}));
-    match run::execute(plan, stop, Some(mqtt)) {
+    let boards = plan.board_names();
+    {
+        let mut b = busy.lock().unwrap_or_else(|p| p.into_inner());
+        for name in &boards {
+            b.insert(name.clone(), id.to_string());
+        }
+    }
+    let result = run::execute(plan, stop, Some(mqtt));
+    {
+        let mut b = busy.lock().unwrap_or_else(|p| p.into_inner());
+        for name in &boards {
+            b.remove(name);
+        }
+    }
+    match result {
         Ok(out) => {
             let status = match out.verdict() {
                 Ok(()) => "done",
