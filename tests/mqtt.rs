@@ -708,3 +708,36 @@ fn mqtts_with_a_client_certificate_reaches_a_tls_mosquitto() {
     std::io::Read::read_to_string(sub.0.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(out.starts_with("labctl/virtual-lab/"), "{out}");
 }
+
+#[test]
+fn sense_publishes_every_stored_sample() {
+    let (dir, lab) = virtual_lab();
+    let Some(broker) = Mosquitto::start(dir.path()) else {
+        return;
+    };
+    add_mqtt(
+        &lab,
+        &format!(
+            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
+            broker.port
+        ),
+    );
+    let sub = Sub::start(broker.port);
+    let o = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "sense", "--duration", "2s"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut received = 0usize;
+    for (t, p) in sub.messages().iter().filter(|(t, _)| t.ends_with("/power")) {
+        let v: Value = serde_json::from_str(p).unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert!(v["run_id"].is_null(), "outside a run");
+        received += v["t_us"].as_array().unwrap().len();
+    }
+    let stored: i64 = open_ro(&dir.path().join("lab.duckdb"))
+        .query_row("SELECT count(*) FROM power_samples", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored > 5000, "{stored}");
+    assert_eq!(received as i64, stored, "every stored sample was published");
+}
