@@ -199,6 +199,17 @@ fn add_mqtt(lab: &Path, section: &str) {
     std::fs::write(lab, s).unwrap();
 }
 
+/// `labctl run` on the pico board in the background, output captured.
+fn spawn_run_on_pico(lab: &Path, tokens: &str, repeat: &str) -> Child {
+    labctl()
+        .args(["--lab", lab.to_str().unwrap(), "run", "--boards", "pico"])
+        .args(["--tokens", tokens, "--repeat", repeat])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn open_ro(db: &Path) -> Connection {
     Connection::open_with_flags(
         db,
@@ -318,22 +329,7 @@ fn the_embedded_broker_serves_mosquitto_sub_and_a_taken_address_is_reported() {
         &lab,
         &format!("mode = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\n"),
     );
-    let child = labctl()
-        .args([
-            "--lab",
-            lab.to_str().unwrap(),
-            "run",
-            "--boards",
-            "pico",
-            "--tokens",
-            "60",
-            "--repeat",
-            "150",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run_on_pico(&lab, "60", "150");
     let sub = Sub::start(port);
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", text(&o).1);
@@ -379,22 +375,7 @@ fn a_broker_outage_loses_nothing_in_duckdb_and_publishing_resumes() {
         ),
     );
     let started = Instant::now();
-    let child = labctl()
-        .args([
-            "--lab",
-            lab.to_str().unwrap(),
-            "run",
-            "--boards",
-            "pico",
-            "--tokens",
-            "100",
-            "--repeat",
-            "700",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run_on_pico(&lab, "100", "700");
     std::thread::sleep(Duration::from_millis(1500));
     broker.stop();
     std::thread::sleep(Duration::from_secs(10));
