@@ -55,6 +55,25 @@ pub enum Command {
     /// Headless daemon: takes profiling jobs over MQTT (<prefix>/jobs/<job_id>), publishes
     /// status and metrics; hosts the embedded broker when the lab says so. Stop with SIGTERM.
     Serve,
+    /// Read-only SQL over the results database (anything that writes is refused).
+    Query {
+        sql: String,
+        /// The database (default: the lab's [storage] path).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[arg(long, value_parser = ["table", "csv", "json"], default_value = "table")]
+        format: String,
+    },
+    /// Every table and the run_summary view to Parquet, CSV or JSON files.
+    Export {
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[arg(long, value_parser = ["parquet", "csv", "json"], default_value = "parquet")]
+        format: String,
+        /// Directory for the files (created if needed).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Make, inspect and fit firmware model files.
     Model {
         #[command(subcommand)]

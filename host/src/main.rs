@@ -13,6 +13,7 @@ mod mqtt;
 mod plugins;
 mod rails;
 mod relay;
+mod results;
 mod run;
 mod sense;
 mod serial;
@@ -85,5 +86,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => run::cmd_run(&cli.lab, args),
         Command::Serve => serve::cmd_serve(&cli.lab),
+        Command::Query { sql, db, format } => results::cmd_query(&cli.lab, db, &sql, &format),
+        Command::Export { db, format, output } => {
+            results::cmd_export(&cli.lab, db, &format, &output)
+        }
     }
 }

@@ -265,7 +265,7 @@ fn holder_path(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn describe_holder(db: &Path) -> String {
+pub fn describe_holder(db: &Path) -> String {
     match std::fs::read_to_string(holder_path(db))
         .ok()
         .and_then(|s| serde_json::from_str::<Holder>(&s).ok())

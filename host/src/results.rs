@@ -1,0 +1,352 @@
+//! Reading the results database: `labctl query` (read-only SQL, refusing anything that writes)
+//! and `labctl export` (every table and the summary view to Parquet, CSV or JSON). Both open the
+//! file read-only, so they work whenever no labctl is recording into it.
+
+use std::path::{Path, PathBuf};
+
+use duckdb::{types::ValueRef, AccessMode, Config, Connection};
+
+use crate::{store, BadInput, Failed};
+
+/// Tables and views `export` writes, in this order.
+pub const EXPORTED: &[&str] = &[
+    "runs",
+    "tokens",
+    "power_samples",
+    "run_memory",
+    "run_ops",
+    "rail_truth",
+    "quant_accuracy",
+    "sense_sessions",
+    "schema_version",
+    "run_summary",
+];
+
+/// The database a reading verb uses: `--db`, else the lab's `[storage] path`.
+pub fn db_path(lab_path: &Path, db: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = db {
+        return Ok(d);
+    }
+    if !lab_path.exists() {
+        return Err(BadInput(format!(
+            "no --db given and no lab file {} to find the database in",
+            lab_path.display()
+        ))
+        .into());
+    }
+    Ok(crate::lab::load(lab_path)?.storage_path)
+}
+
+/// Opens the results file read-only, without access to other files (no ATTACH, COPY, reading
+/// or writing files, installing extensions) unless `files` is set (export writes its files).
+pub fn open_read_only(path: &Path, files: bool) -> anyhow::Result<Connection> {
+    if !path.exists() {
+        return Err(BadInput(format!("no results database at {}", path.display())).into());
+    }
+    let cfg = Config::default()
+        .access_mode(AccessMode::ReadOnly)?
+        .enable_external_access(files)?
+        .enable_autoload_extension(false)?;
+    Connection::open_with_flags(path, cfg).map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("lock") || msg.contains("Conflicting") {
+            Failed(format!(
+                "results database {} is being written by another process{}; it is free again when that finishes",
+                path.display(),
+                store::describe_holder(path)
+            ))
+            .into()
+        } else {
+            anyhow::anyhow!("results database {}: {e}", path.display())
+        }
+    })
+}
+
+/// The first keyword of a statement, skipping comments and opening parentheses.
+fn first_keyword(sql: &str) -> String {
+    let mut s = sql.trim_start();
+    loop {
+        if let Some(r) = s.strip_prefix("--") {
+            s = r.split_once('\n').map_or("", |x| x.1).trim_start();
+        } else if let Some(r) = s.strip_prefix("/*") {
+            s = r.split_once("*/").map_or("", |x| x.1).trim_start();
+        } else if let Some(r) = s.strip_prefix('(') {
+            s = r.trim_start();
+        } else {
+            break;
+        }
+    }
+    s.chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// Whether `sql` is one statement that only reads; otherwise the reason it is refused.
+pub fn check_read_only(sql: &str) -> Result<(), String> {
+    const READS: &[&str] = &[
+        "SELECT",
+        "WITH",
+        "FROM",
+        "VALUES",
+        "TABLE",
+        "DESCRIBE",
+        "SHOW",
+        "SUMMARIZE",
+        "EXPLAIN",
+        "PIVOT",
+        "UNPIVOT",
+    ];
+    // One statement: a ';' may only end it (string literals may hold ';').
+    let mut in_str = false;
+    let mut end = None;
+    for (i, c) in sql.char_indices() {
+        match c {
+            '\'' => in_str = !in_str,
+            ';' if !in_str => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    if let Some(i) = end {
+        let rest = &sql[i + 1..];
+        if !first_keyword(rest).is_empty() || rest.trim().trim_matches(';').trim() != "" {
+            return Err("one statement at a time, please".into());
+        }
+    }
+    let kw = first_keyword(sql);
+    if kw.is_empty() {
+        return Err("no SQL statement given".into());
+    }
+    if READS.contains(&kw.as_str()) {
+        return Ok(());
+    }
+    Err(format!(
+        "labctl query only reads: {kw} statements are refused (the database is opened read-only; use the duckdb CLI on a copy to change it)"
+    ))
+}
+
+fn value_string(v: ValueRef<'_>) -> Option<String> {
+    use duckdb::types::Value;
+    let owned: Value = v.into();
+    match owned {
+        Value::Null => None,
+        Value::Text(s) => Some(s),
+        Value::Boolean(b) => Some(b.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Double(f) => Some(f.to_string()),
+        other => {
+            let s = format!("{other:?}");
+            // Debug of numeric variants is `Variant(n)`: keep just the value.
+            Some(
+                s.split_once('(')
+                    .map(|(_, r)| r.trim_end_matches(')').trim_matches('"').to_string())
+                    .unwrap_or(s),
+            )
+        }
+    }
+}
+
+fn json_value(v: ValueRef<'_>) -> serde_json::Value {
+    use duckdb::types::Value;
+    let owned: Value = v.into();
+    match owned {
+        Value::Null => serde_json::Value::Null,
+        Value::Boolean(b) => b.into(),
+        Value::TinyInt(x) => x.into(),
+        Value::SmallInt(x) => x.into(),
+        Value::Int(x) => x.into(),
+        Value::BigInt(x) => x.into(),
+        Value::UTinyInt(x) => x.into(),
+        Value::USmallInt(x) => x.into(),
+        Value::UInt(x) => x.into(),
+        Value::UBigInt(x) => x.into(),
+        Value::Float(x) => {
+            serde_json::Number::from_f64(x as f64).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::Double(x) => {
+            serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::Text(s) => s.into(),
+        other => value_string(ValueRef::from(&other)).into(),
+    }
+}
+
+/// `labctl query "SQL"`
+pub fn cmd_query(
+    lab_path: &Path,
+    db: Option<PathBuf>,
+    sql: &str,
+    format: &str,
+) -> anyhow::Result<()> {
+    check_read_only(sql).map_err(BadInput)?;
+    let path = db_path(lab_path, db)?;
+    let conn = open_read_only(&path, false)?;
+    let mut stmt = conn.prepare(sql).map_err(|e| BadInput(e.to_string()))?;
+    let mut rows = stmt.query([]).map_err(|e| BadInput(e.to_string()))?;
+    let names: Vec<String> = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
+    let mut table: Vec<Vec<Option<String>>> = vec![];
+    let mut objects: Vec<serde_json::Value> = vec![];
+    while let Some(r) = rows.next().map_err(|e| BadInput(e.to_string()))? {
+        let mut cells = vec![];
+        let mut obj = serde_json::Map::new();
+        for (i, n) in names.iter().enumerate() {
+            let v = r.get_ref(i)?;
+            if format == "json" {
+                obj.insert(n.clone(), json_value(v));
+            } else {
+                cells.push(value_string(v));
+            }
+        }
+        table.push(cells);
+        objects.push(obj.into());
+    }
+    match format {
+        "json" => println!("{}", serde_json::to_string_pretty(&objects)?),
+        "csv" => {
+            let esc = |s: &str| {
+                if s.contains([',', '"', '\n']) {
+                    format!("\"{}\"", s.replace('"', "\"\""))
+                } else {
+                    s.to_string()
+                }
+            };
+            println!(
+                "{}",
+                names.iter().map(|n| esc(n)).collect::<Vec<_>>().join(",")
+            );
+            for row in &table {
+                println!(
+                    "{}",
+                    row.iter()
+                        .map(|c| c.as_deref().map(esc).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+        }
+        _ => {
+            let shown: Vec<Vec<String>> = table
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                        .collect()
+                })
+                .collect();
+            let width: Vec<usize> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    shown
+                        .iter()
+                        .map(|r| r[i].chars().count())
+                        .chain([n.len()])
+                        .max()
+                        .unwrap_or(0)
+                        .min(40)
+                })
+                .collect();
+            let line = |cells: Vec<&str>| {
+                cells
+                    .iter()
+                    .zip(&width)
+                    .map(|(c, w)| {
+                        let c: String = c.chars().take(*w).collect();
+                        format!("{c:<w$}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
+            };
+            println!("{}", line(names.iter().map(String::as_str).collect()));
+            println!(
+                "{}",
+                line(
+                    width
+                        .iter()
+                        .map(|w| "-".repeat(*w))
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str)
+                        .collect()
+                )
+            );
+            for r in &shown {
+                println!("{}", line(r.iter().map(String::as_str).collect()));
+            }
+            eprintln!(
+                "({} row{})",
+                shown.len(),
+                if shown.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `labctl export --format parquet|csv|json -o DIR`
+pub fn cmd_export(
+    lab_path: &Path,
+    db: Option<PathBuf>,
+    format: &str,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let path = db_path(lab_path, db)?;
+    let conn = open_read_only(&path, true)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failed(format!("cannot create {}: {e}", out.display())))?;
+    let (ext, opts) = match format {
+        "parquet" => ("parquet", "FORMAT parquet"),
+        "csv" => ("csv", "FORMAT csv, HEADER true"),
+        _ => ("json", "FORMAT json, ARRAY true"),
+    };
+    for t in EXPORTED {
+        let file = out.join(format!("{t}.{ext}"));
+        let target = file.to_string_lossy().replace('\'', "''");
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?;
+        conn.execute_batch(&format!("COPY (SELECT * FROM {t}) TO '{target}' ({opts})"))
+            .map_err(|e| Failed(format!("exporting {t}: {e}")))?;
+        println!("{:<16} {:>9} rows  {}", t, n, file.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_single_reading_statements_pass() {
+        for ok in [
+            "SELECT 1",
+            "  -- comment\n select * from runs",
+            "/* x */ WITH a AS (SELECT 1) SELECT * FROM a",
+            "(SELECT 1)",
+            "FROM run_summary",
+            "DESCRIBE runs",
+            "SELECT ';' AS semi;",
+        ] {
+            assert!(check_read_only(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "INSERT INTO runs VALUES (1)",
+            "DELETE FROM runs",
+            "UPDATE runs SET status = 'x'",
+            "CREATE TABLE t (a INT)",
+            "DROP TABLE runs",
+            "ATTACH 'other.db' AS o",
+            "COPY runs TO 'x.csv'",
+            "PRAGMA enable_profiling",
+            "SELECT 1; DELETE FROM runs",
+            "INSTALL httpfs",
+            "CALL pragma_version()",
+            "",
+        ] {
+            assert!(check_read_only(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Reading results: `labctl query` refuses every form of write and leaves the file unchanged;
+//! `labctl export` writes Parquet that an independent reader (pyarrow) finds equal to the tables.
+
+use std::process::Command;
+
+use labctl_integration_tests::{labctl, text, virtual_lab};
+use serde_json::Value;
+
+fn digest(p: &std::path::Path) -> (u64, Vec<u8>) {
+    let b = std::fs::read(p).unwrap();
+    (b.len() as u64, b)
+}
+
+#[test]
+fn query_reads_and_refuses_every_write() {
+    let (dir, lab) = virtual_lab();
+    let lab = lab.to_str().unwrap();
+    let o = labctl()
+        .args(["--lab", lab, "run", "--boards", "pico"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let db = dir.path().join("lab.duckdb");
+    let before = digest(&db);
+    let o = labctl()
+        .args([
+            "--lab",
+            lab,
+            "query",
+            "SELECT board, quant, tokens_per_s FROM run_summary",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let v: Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(v[0]["board"], "pico");
+    assert!(v[0]["tokens_per_s"].as_f64().unwrap() > 0.0);
+    let o = labctl()
+        .args([
+            "query",
+            "--db",
+            db.to_str().unwrap(),
+            "SELECT count(*) AS n FROM runs",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&o).0, "n\n1\n");
+    let out_file = dir.path().join("stolen.csv");
+    for sql in [
+        "INSERT INTO runs (run_id, board, status, simulated) VALUES ('x', 'b', 'ok', true)"
+            .to_string(),
+        "DELETE FROM runs".into(),
+        "UPDATE runs SET status = 'failed'".into(),
+        "CREATE TABLE t AS SELECT 1".into(),
+        "DROP TABLE tokens".into(),
+        format!(
+            "ATTACH '{}' AS other",
+            dir.path().join("other.duckdb").display()
+        ),
+        format!("COPY runs TO '{}'", out_file.display()),
+        format!("COPY (SELECT 1) TO '{}'", out_file.display()),
+        "PRAGMA enable_checkpoint_on_shutdown".into(),
+        "SELECT 1; DELETE FROM runs".into(),
+        "ALTER TABLE runs ADD COLUMN x INT".into(),
+        "CHECKPOINT".into(),
+        "INSTALL httpfs".into(),
+        format!("SELECT * FROM read_csv('{}')", db.display()),
+    ] {
+        let o = labctl()
+            .args(["--lab", lab, "query", &sql])
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{sql}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!out_file.exists());
+    assert!(digest(&db) == before, "the database file is unchanged");
+    // SQL errors come back as DuckDB reports them, exit 2.
+    let o = labctl()
+        .args(["--lab", lab, "query", "SELECT nope FROM runs"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("nope"), "{}", text(&o).1);
+}
+
+fn have_pyarrow() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import pyarrow.parquet"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        let why = "python3 with pyarrow is not available (python3 -m pip install pyarrow)";
+        if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+            panic!("{why}, and LAB_REQUIRE_EXTERNAL=1");
+        }
+        eprintln!("skipping: {why}");
+    }
+    ok
+}
+
+#[test]
+fn exported_parquet_equals_the_tables_for_an_independent_reader() {
+    let (dir, lab) = virtual_lab();
+    let lab = lab.to_str().unwrap();
+    let o = labctl()
+        .args(["--lab", lab, "run", "--tokens", "20"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let out = dir.path().join("export");
+    let o = labctl()
+        .args([
+            "--lab",
+            lab,
+            "export",
+            "--format",
+            "parquet",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    for t in ["runs", "tokens", "power_samples", "run_summary"] {
+        assert!(out.join(format!("{t}.parquet")).exists(), "{t}");
+    }
+    if !have_pyarrow() {
+        return;
+    }
+    // Ours: counts and sums through labctl query; theirs: pyarrow on the files.
+    let ours = |sql: &str| -> Value {
+        let o = labctl()
+            .args(["--lab", lab, "query", sql, "--format", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_str(&text(&o).0).unwrap()
+    };
+    let mine = ours(
+        "SELECT (SELECT count(*) FROM tokens) AS tokens, (SELECT sum(t_us) FROM tokens)::BIGINT AS tok_sum,
+                (SELECT count(*) FROM power_samples) AS samples, (SELECT round(sum(power_mw), 3) FROM power_samples) AS mw_sum,
+                (SELECT count(*) FROM runs) AS runs, (SELECT string_agg(run_id, ',' ORDER BY run_id) FROM runs) AS ids",
+    );
+    let script = format!(
+        r#"
+import json, pyarrow.parquet as pq
+d = "{}"
+tok = pq.read_table(d + "/tokens.parquet").to_pydict()
+ps = pq.read_table(d + "/power_samples.parquet").to_pydict()
+runs = pq.read_table(d + "/runs.parquet").to_pydict()
+print(json.dumps({{"tokens": len(tok["t_us"]), "tok_sum": sum(tok["t_us"]),
+  "samples": len(ps["t_us"]), "mw_sum": round(sum(ps["power_mw"]), 3),
+  "runs": len(runs["run_id"]), "ids": ",".join(sorted(runs["run_id"]))}}))
+"#,
+        out.display()
+    );
+    let o = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let theirs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = &mine[0];
+    for k in ["tokens", "tok_sum", "samples", "runs", "ids"] {
+        assert_eq!(m[k], theirs[k], "{k}");
+    }
+    assert!((m["mw_sum"].as_f64().unwrap() - theirs["mw_sum"].as_f64().unwrap()).abs() < 0.01);
+}
