@@ -199,6 +199,20 @@ fn add_mqtt(lab: &Path, section: &str) {
     std::fs::write(lab, s).unwrap();
 }
 
+/// A copy of the virtual lab publishing to a Mosquitto of its own (None: skipped).
+fn lab_on_mosquitto() -> Option<(tempfile::TempDir, PathBuf, Mosquitto)> {
+    let (dir, lab) = virtual_lab();
+    let broker = Mosquitto::start(dir.path())?;
+    add_mqtt(
+        &lab,
+        &format!(
+            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
+            broker.port
+        ),
+    );
+    Some((dir, lab, broker))
+}
+
 /// `labctl run` on the pico board in the background, output captured.
 fn spawn_run_on_pico(lab: &Path, tokens: &str, repeat: &str) -> Child {
     labctl()
@@ -252,17 +266,9 @@ fn db_counts(db: &Path) -> HashMap<String, usize> {
 
 #[test]
 fn a_run_publishes_everything_to_mosquitto_and_samples_match_duckdb() {
-    let (dir, lab) = virtual_lab();
-    let Some(broker) = Mosquitto::start(dir.path()) else {
+    let Some((dir, lab, broker)) = lab_on_mosquitto() else {
         return;
     };
-    add_mqtt(
-        &lab,
-        &format!(
-            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
-            broker.port
-        ),
-    );
     let sub = Sub::start(broker.port);
     let o = labctl()
         .args([
@@ -363,17 +369,9 @@ fn the_embedded_broker_serves_mosquitto_sub_and_a_taken_address_is_reported() {
 
 #[test]
 fn a_broker_outage_loses_nothing_in_duckdb_and_publishing_resumes() {
-    let (dir, lab) = virtual_lab();
-    let Some(mut broker) = Mosquitto::start(dir.path()) else {
+    let Some((dir, lab, mut broker)) = lab_on_mosquitto() else {
         return;
     };
-    add_mqtt(
-        &lab,
-        &format!(
-            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
-            broker.port
-        ),
-    );
     let started = Instant::now();
     let child = spawn_run_on_pico(&lab, "100", "700");
     std::thread::sleep(Duration::from_millis(1500));
@@ -458,20 +456,12 @@ fn publish(port: u16, topic: &str, payload: &[u8]) {
 
 #[test]
 fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
-    let (dir, lab) = virtual_lab();
-    let Some(broker) = Mosquitto::start(dir.path()) else {
-        return;
-    };
     if !have("mosquitto_pub") {
         return;
     }
-    add_mqtt(
-        &lab,
-        &format!(
-            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
-            broker.port
-        ),
-    );
+    let Some((dir, lab, broker)) = lab_on_mosquitto() else {
+        return;
+    };
     let sub = Sub::start(broker.port);
     let mut serve = Reaped(
         labctl()
@@ -692,17 +682,9 @@ fn mqtts_with_a_client_certificate_reaches_a_tls_mosquitto() {
 
 #[test]
 fn sense_publishes_every_stored_sample() {
-    let (dir, lab) = virtual_lab();
-    let Some(broker) = Mosquitto::start(dir.path()) else {
+    let Some((dir, lab, broker)) = lab_on_mosquitto() else {
         return;
     };
-    add_mqtt(
-        &lab,
-        &format!(
-            "mode = \"external\"\nurl = \"mqtt://127.0.0.1:{}\"\n",
-            broker.port
-        ),
-    );
     let sub = Sub::start(broker.port);
     let o = labctl()
         .args(["--lab", lab.to_str().unwrap(), "sense", "--duration", "2s"])

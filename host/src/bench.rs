@@ -124,8 +124,10 @@ pub fn cmd_bench(what: BenchCmd) -> anyhow::Result<()> {
 fn bench_firmware(preset: &str, tokens: usize, rounds: usize) -> anyhow::Result<()> {
     let p = gen::Preset::by_name(preset)
         .ok_or_else(|| crate::BadInput(format!("unknown preset {preset:?}")))?;
-    let prompt: Vec<u32> = (0..32u32).map(|i| (i * 37 + 11) % p.vocab_size).collect();
-    let tokens = tokens.clamp(1, p.seq_len as usize - prompt.len());
+    let prompt: Vec<u32> = (0..32u32)
+        .map(|i| (i * 37 + 11) % p.shape.vocab_size)
+        .collect();
+    let tokens = tokens.clamp(1, p.shape.seq_len as usize - prompt.len());
     let rounds = rounds.max(1);
     println!(
         "firmware core on this host: preset {preset}, 32-token prompt + {tokens} generated, {rounds} interleaved rounds"

@@ -115,19 +115,34 @@ pub fn generate(cfg: &Config, seed: u32) -> Vec<u8> {
     out
 }
 
-/// A named model shape for `labctl model gen`.
+/// A named model shape for `labctl model gen` (its `quant` is replaced by the one asked for).
 #[derive(Debug, Clone, Copy)]
 pub struct Preset {
     pub name: &'static str,
     pub description: &'static str,
-    pub dim: u32,
-    pub hidden_dim: u32,
-    pub n_layers: u32,
-    pub n_heads: u32,
-    pub n_kv_heads: u32,
-    pub vocab_size: u32,
-    pub seq_len: u32,
-    pub shared_classifier: bool,
+    pub shape: Config,
+}
+
+const fn shape(
+    dim: u32,
+    hidden_dim: u32,
+    n_layers: u32,
+    heads: (u32, u32),
+    vocab_size: u32,
+    seq_len: u32,
+) -> Config {
+    Config {
+        dim,
+        hidden_dim,
+        n_layers,
+        n_heads: heads.0,
+        n_kv_heads: heads.1,
+        vocab_size,
+        seq_len,
+        quant: crate::quant::Quant::F32,
+        shared_classifier: true,
+        norm_eps: 1e-5,
+    }
 }
 
 /// From the stories260K shape (the published microcontroller reference point) up to a
@@ -136,50 +151,22 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "stories260k",
         description: "the llama2.c stories260K shape: dim 64, 5 layers, 8 heads, 4 KV heads, vocab 512, context 512",
-        dim: 64,
-        hidden_dim: 172,
-        n_layers: 5,
-        n_heads: 8,
-        n_kv_heads: 4,
-        vocab_size: 512,
-        seq_len: 512,
-        shared_classifier: true,
+        shape: shape(64, 172, 5, (8, 4), 512, 512),
     },
     Preset {
         name: "tiny1m",
         description: "about 1.2M parameters: dim 128, 6 layers, vocab 512",
-        dim: 128,
-        hidden_dim: 344,
-        n_layers: 6,
-        n_heads: 8,
-        n_kv_heads: 4,
-        vocab_size: 512,
-        seq_len: 512,
-        shared_classifier: true,
+        shape: shape(128, 344, 6, (8, 4), 512, 512),
     },
     Preset {
         name: "small4m",
         description: "about 4.6M parameters: dim 256, 6 layers, vocab 1024",
-        dim: 256,
-        hidden_dim: 688,
-        n_layers: 6,
-        n_heads: 8,
-        n_kv_heads: 4,
-        vocab_size: 1024,
-        seq_len: 512,
-        shared_classifier: true,
+        shape: shape(256, 688, 6, (8, 4), 1024, 512),
     },
     Preset {
         name: "stories15m",
         description: "the llama2.c stories15M shape (dim 288, 6 layers, 6 heads, vocab 32000), context 256: 9.1 MiB at q4_0",
-        dim: 288,
-        hidden_dim: 768,
-        n_layers: 6,
-        n_heads: 6,
-        n_kv_heads: 6,
-        vocab_size: 32000,
-        seq_len: 256,
-        shared_classifier: true,
+        shape: shape(288, 768, 6, (6, 6), 32000, 256),
     },
 ];
 
@@ -190,16 +177,8 @@ impl Preset {
 
     pub fn config(&self, quant: crate::quant::Quant) -> Config {
         Config {
-            dim: self.dim,
-            hidden_dim: self.hidden_dim,
-            n_layers: self.n_layers,
-            n_heads: self.n_heads,
-            n_kv_heads: self.n_kv_heads,
-            vocab_size: self.vocab_size,
-            seq_len: self.seq_len,
             quant,
-            shared_classifier: self.shared_classifier,
-            norm_eps: 1e-5,
+            ..self.shape
         }
     }
 }
