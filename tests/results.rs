@@ -172,3 +172,99 @@ print(json.dumps({{"tokens": len(tok["t_us"]), "tok_sum": sum(tok["t_us"]),
     }
     assert!((m["mw_sum"].as_f64().unwrap() - theirs["mw_sum"].as_f64().unwrap()).abs() < 0.01);
 }
+
+#[test]
+fn compare_reports_the_medians_of_repeated_runs() {
+    let (dir, lab) = virtual_lab();
+    let lab = lab.to_str().unwrap();
+    let o = labctl()
+        .args([
+            "--lab",
+            lab,
+            "run",
+            "--boards",
+            "pico,esp32s3-devkit",
+            "--repeat",
+            "5",
+            "--tokens",
+            "30",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = labctl()
+        .args(["--lab", lab, "compare", "--by", "board", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let rows: Value = serde_json::from_str(&text(&o).0).unwrap();
+    // Independent: the per-run values, and the median computed here.
+    let c = duckdb::Connection::open_with_flags(
+        dir.path().join("lab.duckdb"),
+        duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .unwrap(),
+    )
+    .unwrap();
+    for r in rows.as_array().unwrap() {
+        let board = r["board"].as_str().unwrap();
+        assert_eq!(r["runs"], 5, "{r}");
+        for metric in ["tokens_per_s", "ttft_ms", "itl_p50_ms"] {
+            let mut v: Vec<f64> = c
+                .prepare(&format!("SELECT {metric} FROM run_summary WHERE board = ?"))
+                .unwrap()
+                .query_map([board], |x| x.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            let median = v[v.len() / 2]; // five runs: the middle one
+            let got = r[metric]["median"].as_f64().unwrap();
+            assert!(
+                (got - median).abs() < 1e-9,
+                "{board} {metric}: {got} vs {median}"
+            );
+            assert!(
+                r[metric]["p10"].as_f64().unwrap() <= got
+                    && got <= r[metric]["p90"].as_f64().unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_query_in_docs_sql_runs() {
+    let (_dir, lab) = virtual_lab();
+    let lab = lab.to_str().unwrap();
+    let o = labctl()
+        .args([
+            "--lab",
+            lab,
+            "run",
+            "--boards",
+            "pico",
+            "--repeat",
+            "2",
+            "--tokens",
+            "10",
+            "--validate",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let doc =
+        std::fs::read_to_string(labctl_integration_tests::repo().join("docs/sql.md")).unwrap();
+    let queries: Vec<&str> = doc
+        .split("```sql\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert_eq!(queries.len(), 10);
+    for q in queries {
+        let o = labctl()
+            .args(["--lab", lab, "query", q.trim()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{q}\n{}", text(&o).1);
+    }
+}

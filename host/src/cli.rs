@@ -64,6 +64,20 @@ pub enum Command {
         #[arg(long, value_parser = ["table", "csv", "json"], default_value = "table")]
         format: String,
     },
+    /// Compare boards, models and quantizations: median and p10–p90 spread of each metric over
+    /// repeated runs, with the number of runs behind each cell.
+    Compare {
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Group by these (comma-separated): board, platform, profile, model, quant.
+        #[arg(long, value_delimiter = ',')]
+        by: Vec<String>,
+        /// Metrics (comma-separated run_summary columns; default: the main ones).
+        #[arg(long = "metric", value_delimiter = ',')]
+        metrics: Vec<String>,
+        #[arg(long, value_parser = ["table", "csv", "json"], default_value = "table")]
+        format: String,
+    },
     /// Every table and the run_summary view to Parquet, CSV or JSON files.
     Export {
         #[arg(long)]

@@ -87,6 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::cmd_run(&cli.lab, args),
         Command::Serve => serve::cmd_serve(&cli.lab),
         Command::Query { sql, db, format } => results::cmd_query(&cli.lab, db, &sql, &format),
+        Command::Compare {
+            db,
+            by,
+            metrics,
+            format,
+        } => results::cmd_compare(&cli.lab, db, &by, &metrics, &format),
         Command::Export { db, format, output } => {
             results::cmd_export(&cli.lab, db, &format, &output)
         }

@@ -315,6 +315,189 @@ pub fn cmd_export(
     Ok(())
 }
 
+/// Metrics `compare` reports by default (columns of `run_summary`).
+pub const COMPARE_METRICS: &[&str] = &[
+    "ttft_ms",
+    "itl_p50_ms",
+    "itl_p90_ms",
+    "tokens_per_s",
+    "energy_per_token_mj",
+    "avg_power_mw",
+    "peak_power_mw",
+    "ram_peak_kb",
+    "flash_kb",
+];
+
+const GROUPS: &[&str] = &["board", "platform", "profile", "model", "quant"];
+
+/// `labctl compare`: per group, the median of each metric over its `ok` runs with the p10–p90
+/// spread and the number of runs behind it; quantization accuracy when grouping by quant.
+pub fn cmd_compare(
+    lab_path: &Path,
+    db: Option<PathBuf>,
+    by: &[String],
+    metrics: &[String],
+    format: &str,
+) -> anyhow::Result<()> {
+    let by: Vec<String> = if by.is_empty() {
+        vec!["board".into(), "model".into(), "quant".into()]
+    } else {
+        by.to_vec()
+    };
+    for g in &by {
+        if !GROUPS.contains(&g.as_str()) {
+            return Err(BadInput(format!("--by {g}: one of {}", GROUPS.join(", "))).into());
+        }
+    }
+    let metrics: Vec<String> = if metrics.is_empty() {
+        COMPARE_METRICS.iter().map(|m| m.to_string()).collect()
+    } else {
+        metrics.to_vec()
+    };
+    for m in &metrics {
+        if !COMPARE_METRICS.contains(&m.as_str())
+            && !["e2e_ms", "itl_p99_ms", "energy_mj"].contains(&m.as_str())
+        {
+            return Err(BadInput(format!(
+                "--metric {m}: one of {}, itl_p99_ms, e2e_ms, energy_mj",
+                COMPARE_METRICS.join(", ")
+            ))
+            .into());
+        }
+    }
+    let path = db_path(lab_path, db)?;
+    let conn = open_read_only(&path, false)?;
+    let keys = by
+        .iter()
+        .map(|g| format!("s.{g}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let aggs = metrics
+        .iter()
+        .map(|m| {
+            format!(
+                "median(s.{m}) AS {m}_median, quantile_cont(s.{m}, 0.1) AS {m}_p10, quantile_cont(s.{m}, 0.9) AS {m}_p90"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let with_acc = by.iter().any(|g| g == "quant");
+    let (acc_cols, acc_join) = if with_acc {
+        (
+            ", any_value(a.top1) AS top1_agreement, any_value(a.kl) AS mean_kl",
+            " LEFT JOIN (SELECT quant, avg(top1_agreement) AS top1, avg(mean_kl) AS kl FROM quant_accuracy GROUP BY quant) a ON a.quant = s.quant",
+        )
+    } else {
+        ("", "")
+    };
+    let sql = format!(
+        "SELECT {keys}, count(*) AS runs, {aggs}{acc_cols} \
+         FROM run_summary s JOIN runs r ON r.run_id = s.run_id{acc_join} \
+         WHERE r.status = 'ok' GROUP BY {keys} ORDER BY {keys}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut out: Vec<serde_json::Map<String, serde_json::Value>> = vec![];
+    while let Some(r) = rows.next()? {
+        let mut o = serde_json::Map::new();
+        let mut i = 0;
+        for g in &by {
+            o.insert(g.clone(), json_value(r.get_ref(i)?));
+            i += 1;
+        }
+        o.insert("runs".into(), json_value(r.get_ref(i)?));
+        i += 1;
+        for m in &metrics {
+            let (med, p10, p90) = (
+                json_value(r.get_ref(i)?),
+                json_value(r.get_ref(i + 1)?),
+                json_value(r.get_ref(i + 2)?),
+            );
+            i += 3;
+            o.insert(
+                m.clone(),
+                serde_json::json!({"median": med, "p10": p10, "p90": p90}),
+            );
+        }
+        if with_acc {
+            o.insert("top1_agreement".into(), json_value(r.get_ref(i)?));
+            o.insert("mean_kl".into(), json_value(r.get_ref(i + 1)?));
+        }
+        out.push(o);
+    }
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let cell = |v: &serde_json::Value| -> String {
+        let f = |x: &serde_json::Value| {
+            x.as_f64().map_or("-".into(), |x| {
+                if x.abs() >= 100.0 {
+                    format!("{x:.0}")
+                } else if x.abs() >= 1.0 {
+                    format!("{x:.2}")
+                } else {
+                    format!("{x:.4}")
+                }
+            })
+        };
+        if v.get("median").is_some() {
+            format!("{} [{}–{}]", f(&v["median"]), f(&v["p10"]), f(&v["p90"]))
+        } else if let Some(n) = v.as_i64() {
+            n.to_string()
+        } else {
+            v.as_str().map(str::to_string).unwrap_or_else(|| f(v))
+        }
+    };
+    let mut cols: Vec<String> = by.clone();
+    cols.push("runs".into());
+    cols.extend(metrics.iter().cloned());
+    if with_acc {
+        cols.push("top1_agreement".into());
+        cols.push("mean_kl".into());
+    }
+    let cells: Vec<Vec<String>> = out
+        .iter()
+        .map(|o| cols.iter().map(|c| cell(&o[c])).collect())
+        .collect();
+    if format == "csv" {
+        println!("{}", cols.join(","));
+        for r in &cells {
+            println!(
+                "{}",
+                r.iter()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
+        return Ok(());
+    }
+    let width: Vec<usize> = (0..cols.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([cols[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |v: &[String]| {
+        v.iter()
+            .zip(&width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!("{}", line(&cols));
+    for r in &cells {
+        println!("{}", line(r));
+    }
+    println!("median [p10–p90] over the runs with status ok; accuracy vs f32 from --validate runs");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
