@@ -268,3 +268,67 @@ fn every_query_in_docs_sql_runs() {
         assert!(o.status.success(), "{q}\n{}", text(&o).1);
     }
 }
+
+#[test]
+fn recommendations_name_bottlenecks_pareto_choices_fits_and_battery_life() {
+    let (_dir, lab) = virtual_lab();
+    let lab = lab.to_str().unwrap();
+    let o = labctl()
+        .args([
+            "--lab",
+            lab,
+            "run",
+            "--boards",
+            "pico,esp32s3-devkit",
+            "--repeat",
+            "2",
+            "--tokens",
+            "20",
+        ])
+        .args([
+            "--model",
+            "stories260k:q8_0",
+            "--model",
+            "stories260k:q4_0",
+            "--validate",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = labctl()
+        .args(["--lab", lab, "compare", "--recommend", "--format", "json"])
+        .args([
+            "--tokens-per-hour",
+            "500",
+            "--battery-mah",
+            "1000",
+            "--battery-v",
+            "3.7",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let v: Value = serde_json::from_str(&text(&o).0).unwrap();
+    let c = v.as_array().unwrap();
+    assert_eq!(c.len(), 4, "2 boards x 2 quantizations");
+    assert!(c.iter().any(|x| x["pareto"] == true));
+    for x in c {
+        assert_eq!(x["dominant_op"], "matmul", "{x}");
+        assert!(x["top1_agreement"].as_f64().is_some(), "{x}");
+        assert!(
+            x["ram_margin"].as_f64().unwrap() > 0.0 && x["flash_margin"].as_f64().unwrap() > 0.0
+        );
+        // The estimate is the documented arithmetic on the row's own figures.
+        let (tps, ept, idle) = (
+            x["tokens_per_s"].as_f64().unwrap(),
+            x["energy_per_token_mj"].as_f64().unwrap(),
+            x["idle_mw"].as_f64().unwrap(),
+        );
+        let j = 500.0 * ept / 1000.0 + idle / 1000.0 * (3600.0 - 500.0 / tps);
+        let hours = 1.0 * 3.7 * 3600.0 / j;
+        assert!(
+            (x["battery_hours"].as_f64().unwrap() - hours).abs() < 1e-6 * hours,
+            "{x}"
+        );
+    }
+}

@@ -77,6 +77,19 @@ pub enum Command {
         metrics: Vec<String>,
         #[arg(long, value_parser = ["table", "csv", "json"], default_value = "table")]
         format: String,
+        /// Instead: bottlenecks and recommendations (dominant operator, Pareto-optimal
+        /// board × quant, memory fit margins, battery life for the duty cycle below).
+        #[arg(long)]
+        recommend: bool,
+        /// Duty cycle for the battery estimate: generated tokens per hour.
+        #[arg(long, default_value_t = 1000.0)]
+        tokens_per_hour: f64,
+        /// Battery capacity in mAh.
+        #[arg(long, default_value_t = 2000.0)]
+        battery_mah: f64,
+        /// Battery voltage.
+        #[arg(long, default_value_t = 3.7)]
+        battery_v: f64,
     },
     /// Every table and the run_summary view to Parquet, CSV or JSON files.
     Export {

@@ -88,10 +88,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::cmd_serve(&cli.lab),
         Command::Query { sql, db, format } => results::cmd_query(&cli.lab, db, &sql, &format),
         Command::Compare {
+            recommend: true,
+            db,
+            tokens_per_hour,
+            battery_mah,
+            battery_v,
+            format,
+            ..
+        } => results::cmd_recommend(
+            &cli.lab,
+            db,
+            results::Duty {
+                tokens_per_hour,
+                battery_mah,
+                battery_v,
+            },
+            format == "json",
+        ),
+        Command::Compare {
             db,
             by,
             metrics,
             format,
+            ..
         } => results::cmd_compare(&cli.lab, db, &by, &metrics, &format),
         Command::Export { db, format, output } => {
             results::cmd_export(&cli.lab, db, &format, &output)

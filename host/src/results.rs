@@ -533,3 +533,192 @@ mod tests {
         }
     }
 }
+
+/// A duty cycle and battery for the battery-life estimate.
+pub struct Duty {
+    pub tokens_per_hour: f64,
+    pub battery_mah: f64,
+    pub battery_v: f64,
+}
+
+/// One board × model × quant with its medians over `ok` runs.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Candidate {
+    board: String,
+    profile: String,
+    model: String,
+    quant: String,
+    runs: i64,
+    tokens_per_s: f64,
+    energy_per_token_mj: f64,
+    top1_agreement: Option<f64>,
+    dominant_op: Option<String>,
+    dominant_share: Option<f64>,
+    ram_peak_kb: Option<f64>,
+    flash_kb: Option<f64>,
+    idle_mw: Option<f64>,
+    battery_hours: Option<f64>,
+    pareto: bool,
+    ram_margin: Option<f64>,
+    flash_margin: Option<f64>,
+}
+
+/// `labctl compare --recommend`
+pub fn cmd_recommend(
+    lab_path: &Path,
+    db: Option<PathBuf>,
+    duty: Duty,
+    json: bool,
+) -> anyhow::Result<()> {
+    if !(duty.tokens_per_hour >= 0.0 && duty.battery_mah > 0.0 && duty.battery_v > 0.0) {
+        return Err(
+            BadInput("--tokens-per-hour ≥ 0, --battery-mah and --battery-v > 0".into()).into(),
+        );
+    }
+    let path = db_path(lab_path, db)?;
+    let conn = open_read_only(&path, false)?;
+    let mut stmt = conn.prepare(
+        "WITH ok AS (SELECT s.* FROM run_summary s JOIN runs r USING (run_id) WHERE r.status = 'ok'),
+              ops AS (SELECT r.board, r.model, o.op, sum(o.cycles) AS c FROM run_ops o JOIN runs r USING (run_id)
+                      WHERE r.status = 'ok' GROUP BY ALL),
+              dom AS (SELECT board, model, arg_max(op, c) AS op, max(c) / sum(c) AS share FROM ops GROUP BY ALL),
+              acc AS (SELECT quant, avg(top1_agreement) AS top1 FROM quant_accuracy GROUP BY quant),
+              idle AS (SELECT board, median(power_mw) AS mw FROM power_samples WHERE run_id IS NULL AND power_mw > 0.5 GROUP BY board)
+         SELECT ok.board, any_value(ok.profile), ok.model, ok.quant, count(*), median(ok.tokens_per_s),
+                median(ok.energy_per_token_mj), any_value(acc.top1), any_value(dom.op), any_value(dom.share),
+                max(ok.ram_peak_kb), max(ok.flash_kb), any_value(idle.mw)
+         FROM ok LEFT JOIN acc USING (quant) LEFT JOIN dom USING (board, model) LEFT JOIN idle USING (board)
+         WHERE ok.tokens_per_s IS NOT NULL GROUP BY ok.board, ok.model, ok.quant ORDER BY ok.board, ok.model",
+    )?;
+    let mut cands: Vec<Candidate> = stmt
+        .query_map([], |r| {
+            Ok(Candidate {
+                board: r.get(0)?,
+                profile: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                model: r.get(2)?,
+                quant: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                runs: r.get(4)?,
+                tokens_per_s: r.get(5)?,
+                energy_per_token_mj: r.get::<_, Option<f64>>(6)?.unwrap_or(f64::NAN),
+                top1_agreement: r.get(7)?,
+                dominant_op: r.get(8)?,
+                dominant_share: r.get(9)?,
+                ram_peak_kb: r.get(10)?,
+                flash_kb: r.get(11)?,
+                idle_mw: r.get(12)?,
+                battery_hours: None,
+                pareto: false,
+                ram_margin: None,
+                flash_margin: None,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    // Memory margins against the lab's board profiles, when a lab is at hand.
+    if let Ok(rt) = crate::lab::Runtime::open(lab_path) {
+        for c in &mut cands {
+            let prof = rt
+                .lab
+                .board(&c.board)
+                .and_then(|b| rt.plugins.profile(&b.platform, &b.profile));
+            if let (Some(p), Some(ram), Some(flash)) = (prof, c.ram_peak_kb, c.flash_kb) {
+                let ram_need = ram * 1024.0 + crate::model::FIRMWARE_RAM_BYTES as f64;
+                let flash_need = flash * 1024.0 + crate::model::FIRMWARE_FLASH_BYTES as f64;
+                c.ram_margin = Some(1.0 - ram_need / (p.ram_bytes + p.psram_bytes).max(1) as f64);
+                c.flash_margin = Some(1.0 - flash_need / p.flash_bytes.max(1) as f64);
+            }
+        }
+    }
+    // Battery: active energy for the tokens plus idle power for the rest of the hour.
+    for c in &mut cands {
+        if let (Some(idle), true) = (c.idle_mw, c.energy_per_token_mj.is_finite()) {
+            let active_s = duty.tokens_per_hour / c.tokens_per_s.max(1e-9);
+            let j_per_hour = duty.tokens_per_hour * c.energy_per_token_mj / 1000.0
+                + idle / 1000.0 * (3600.0 - active_s).max(0.0);
+            let battery_j = duty.battery_mah / 1000.0 * duty.battery_v * 3600.0;
+            c.battery_hours = (j_per_hour > 0.0).then(|| battery_j / j_per_hour);
+        }
+    }
+    // Pareto: no other candidate is at least as fast, as frugal and as accurate, and better in one.
+    let acc = |c: &Candidate| c.top1_agreement.unwrap_or(0.0);
+    for i in 0..cands.len() {
+        let a = &cands[i];
+        let dominated = cands.iter().enumerate().any(|(j, b)| {
+            j != i
+                && b.tokens_per_s >= a.tokens_per_s
+                && b.energy_per_token_mj <= a.energy_per_token_mj
+                && acc(b) >= acc(a)
+                && (b.tokens_per_s > a.tokens_per_s
+                    || b.energy_per_token_mj < a.energy_per_token_mj
+                    || acc(b) > acc(a))
+        });
+        cands[i].pareto = !dominated && a.energy_per_token_mj.is_finite();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cands)?);
+        return Ok(());
+    }
+    if cands.is_empty() {
+        println!(
+            "no successful runs in {} yet: run `labctl run` first",
+            path.display()
+        );
+        return Ok(());
+    }
+    let pct = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.0}%", v * 100.0));
+    println!("Bottlenecks (dominant operator by cycles):");
+    for c in &cands {
+        println!(
+            "  {:<16} {:<22} {:<10} {}",
+            c.board,
+            c.model,
+            c.dominant_op.as_deref().unwrap_or("-"),
+            pct(c.dominant_share)
+        );
+    }
+    println!(
+        "\nPareto-optimal board × quantization (tokens/s ↑, energy/token ↓, top-1 agreement ↑):"
+    );
+    for c in cands.iter().filter(|c| c.pareto) {
+        println!(
+            "  {:<16} {:<6} {:>8.1} tok/s  {:>8.4} mJ/token  agreement {}",
+            c.board,
+            c.quant,
+            c.tokens_per_s,
+            c.energy_per_token_mj,
+            pct(c.top1_agreement)
+        );
+    }
+    println!("\nMemory fit (margin left on the board's profile, firmware included):");
+    for c in &cands {
+        println!(
+            "  {:<16} {:<22} RAM {:>5}  flash {:>5}{}",
+            c.board,
+            c.model,
+            pct(c.ram_margin),
+            pct(c.flash_margin),
+            if c.ram_margin.is_some_and(|m| m < 0.1) || c.flash_margin.is_some_and(|m| m < 0.1) {
+                "  (tight)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "\nBattery life at {} tokens/hour on {} mAh at {} V (idle power: the median of samples taken while the board was on but not running a prompt):",
+        duty.tokens_per_hour, duty.battery_mah, duty.battery_v
+    );
+    for c in &cands {
+        println!(
+            "  {:<16} {:<22} {}",
+            c.board,
+            c.model,
+            c.battery_hours
+                .map_or("- (no idle samples)".into(), |h| format!(
+                    "{:.1} h ({:.1} days)",
+                    h,
+                    h / 24.0
+                ))
+        );
+    }
+    Ok(())
+}
