@@ -91,6 +91,24 @@ pub enum Command {
         #[arg(long, default_value_t = 3.7)]
         battery_v: f64,
     },
+    /// A self-contained HTML report (inline SVG charts), or its data as JSON/CSV.
+    Report {
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// One run.
+        #[arg(long, conflicts_with_all = ["last", "all"])]
+        run: Option<String>,
+        /// The latest `labctl run` invocation (the default).
+        #[arg(long)]
+        last: bool,
+        /// Every run in the database.
+        #[arg(long, conflicts_with = "last")]
+        all: bool,
+        #[arg(long, value_parser = ["html", "json", "csv"], default_value = "html")]
+        format: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Every table and the run_summary view to Parquet, CSV or JSON files.
     Export {
         #[arg(long)]

@@ -13,6 +13,7 @@ mod mqtt;
 mod plugins;
 mod rails;
 mod relay;
+mod report;
 mod results;
 mod run;
 mod sense;
@@ -112,6 +113,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             ..
         } => results::cmd_compare(&cli.lab, db, &by, &metrics, &format),
+        Command::Report {
+            db,
+            run,
+            all,
+            format,
+            output,
+            ..
+        } => {
+            let sel = match (run, all) {
+                (Some(id), _) => report::Select::Run(id),
+                (None, true) => report::Select::All,
+                (None, false) => report::Select::LastBatch,
+            };
+            report::cmd_report(&cli.lab, db, sel, &format, &output)
+        }
         Command::Export { db, format, output } => {
             results::cmd_export(&cli.lab, db, &format, &output)
         }
