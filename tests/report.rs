@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use labctl_integration_tests::{labctl, text, virtual_lab};
+use labctl_integration_tests::{labctl, run_ok, virtual_lab};
 
 fn chromium() -> Option<&'static str> {
     for c in ["chromium", "chromium-browser"] {
@@ -28,24 +28,16 @@ fn chromium() -> Option<&'static str> {
 fn the_html_report_is_self_contained_and_renders_its_charts() {
     let (dir, lab) = virtual_lab();
     let lab = lab.to_str().unwrap();
-    let o = labctl()
-        .args(["--lab", lab, "run", "--tokens", "40", "--repeat", "2"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    run_ok(&["--lab", lab, "run", "--tokens", "40", "--repeat", "2"]);
     let html = dir.path().join("report.html");
-    let o = labctl()
-        .args([
-            "--lab",
-            lab,
-            "report",
-            "--last",
-            "-o",
-            html.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    run_ok(&[
+        "--lab",
+        lab,
+        "report",
+        "--last",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
     let page = std::fs::read_to_string(&html).unwrap();
     // Self-contained: no scripts, no external references.
     for bad in ["<script", "http://", "https://", "src=", "@import", "url("] {

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use labctl_integration_tests::{labctl, text, virtual_lab};
+use labctl_integration_tests::{labctl, run_ok, text, virtual_lab};
 use serde_json::Value;
 
 fn digest(p: &std::path::Path) -> (u64, Vec<u8>) {
@@ -15,25 +15,17 @@ fn digest(p: &std::path::Path) -> (u64, Vec<u8>) {
 fn query_reads_and_refuses_every_write() {
     let (dir, lab) = virtual_lab();
     let lab = lab.to_str().unwrap();
-    let o = labctl()
-        .args(["--lab", lab, "run", "--boards", "pico"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    run_ok(&["--lab", lab, "run", "--boards", "pico"]);
     let db = dir.path().join("lab.duckdb");
     let before = digest(&db);
-    let o = labctl()
-        .args([
-            "--lab",
-            lab,
-            "query",
-            "SELECT board, quant, tokens_per_s FROM run_summary",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    let o = run_ok(&[
+        "--lab",
+        lab,
+        "query",
+        "SELECT board, quant, tokens_per_s FROM run_summary",
+        "--format",
+        "json",
+    ]);
     let v: Value = serde_json::from_str(&text(&o).0).unwrap();
     assert_eq!(v[0]["board"], "pico");
     assert!(v[0]["tokens_per_s"].as_f64().unwrap() > 0.0);
@@ -109,25 +101,17 @@ fn have_pyarrow() -> bool {
 fn exported_parquet_equals_the_tables_for_an_independent_reader() {
     let (dir, lab) = virtual_lab();
     let lab = lab.to_str().unwrap();
-    let o = labctl()
-        .args(["--lab", lab, "run", "--tokens", "20"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    run_ok(&["--lab", lab, "run", "--tokens", "20"]);
     let out = dir.path().join("export");
-    let o = labctl()
-        .args([
-            "--lab",
-            lab,
-            "export",
-            "--format",
-            "parquet",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    run_ok(&[
+        "--lab",
+        lab,
+        "export",
+        "--format",
+        "parquet",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     for t in ["runs", "tokens", "power_samples", "run_summary"] {
         assert!(out.join(format!("{t}.parquet")).exists(), "{t}");
     }
@@ -177,26 +161,18 @@ print(json.dumps({{"tokens": len(tok["t_us"]), "tok_sum": sum(tok["t_us"]),
 fn compare_reports_the_medians_of_repeated_runs() {
     let (dir, lab) = virtual_lab();
     let lab = lab.to_str().unwrap();
-    let o = labctl()
-        .args([
-            "--lab",
-            lab,
-            "run",
-            "--boards",
-            "pico,esp32s3-devkit",
-            "--repeat",
-            "5",
-            "--tokens",
-            "30",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
-    let o = labctl()
-        .args(["--lab", lab, "compare", "--by", "board", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    run_ok(&[
+        "--lab",
+        lab,
+        "run",
+        "--boards",
+        "pico,esp32s3-devkit",
+        "--repeat",
+        "5",
+        "--tokens",
+        "30",
+    ]);
+    let o = run_ok(&["--lab", lab, "compare", "--by", "board", "--format", "json"]);
     let rows: Value = serde_json::from_str(&text(&o).0).unwrap();
     // Independent: the per-run values, and the median computed here.
     let c = duckdb::Connection::open_with_flags(
@@ -236,22 +212,18 @@ fn compare_reports_the_medians_of_repeated_runs() {
 fn every_query_in_docs_sql_runs() {
     let (_dir, lab) = virtual_lab();
     let lab = lab.to_str().unwrap();
-    let o = labctl()
-        .args([
-            "--lab",
-            lab,
-            "run",
-            "--boards",
-            "pico",
-            "--repeat",
-            "2",
-            "--tokens",
-            "10",
-            "--validate",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    run_ok(&[
+        "--lab",
+        lab,
+        "run",
+        "--boards",
+        "pico",
+        "--repeat",
+        "2",
+        "--tokens",
+        "10",
+        "--validate",
+    ]);
     let doc =
         std::fs::read_to_string(labctl_integration_tests::repo().join("docs/sql.md")).unwrap();
     let queries: Vec<&str> = doc
@@ -273,41 +245,36 @@ fn every_query_in_docs_sql_runs() {
 fn recommendations_name_bottlenecks_pareto_choices_fits_and_battery_life() {
     let (_dir, lab) = virtual_lab();
     let lab = lab.to_str().unwrap();
-    let o = labctl()
-        .args([
-            "--lab",
-            lab,
-            "run",
-            "--boards",
-            "pico,esp32s3-devkit",
-            "--repeat",
-            "2",
-            "--tokens",
-            "20",
-        ])
-        .args([
-            "--model",
-            "stories260k:q8_0",
-            "--model",
-            "stories260k:q4_0",
-            "--validate",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
-    let o = labctl()
-        .args(["--lab", lab, "compare", "--recommend", "--format", "json"])
-        .args([
-            "--tokens-per-hour",
-            "500",
-            "--battery-mah",
-            "1000",
-            "--battery-v",
-            "3.7",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
+    run_ok(&[
+        "--lab",
+        lab,
+        "run",
+        "--boards",
+        "pico,esp32s3-devkit",
+        "--repeat",
+        "2",
+        "--tokens",
+        "20",
+        "--model",
+        "stories260k:q8_0",
+        "--model",
+        "stories260k:q4_0",
+        "--validate",
+    ]);
+    let o = run_ok(&[
+        "--lab",
+        lab,
+        "compare",
+        "--recommend",
+        "--format",
+        "json",
+        "--tokens-per-hour",
+        "500",
+        "--battery-mah",
+        "1000",
+        "--battery-v",
+        "3.7",
+    ]);
     let v: Value = serde_json::from_str(&text(&o).0).unwrap();
     let c = v.as_array().unwrap();
     assert_eq!(c.len(), 4, "2 boards x 2 quantizations");

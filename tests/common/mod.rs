@@ -50,6 +50,13 @@ pub fn run(args: &[&str]) -> Output {
     labctl().args(args).output().expect("run labctl")
 }
 
+/// Runs labctl with `args` and asserts it succeeded (the message shows its stderr).
+pub fn run_ok(args: &[&str]) -> Output {
+    let o = run(args);
+    assert!(o.status.success(), "labctl {args:?}: {}", text(&o).1);
+    o
+}
+
 pub fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
