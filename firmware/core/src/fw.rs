@@ -157,7 +157,7 @@ pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
 
 /// Prefill the prompt then decode `gen` tokens, reporting each: a `p` token when the model has
 /// processed that prompt token, a `d` token when it has produced that token. `cyc` is the cycles
-/// since the previous report.
+/// of computation since the previous report was sent.
 fn generate<P: Port>(port: &mut P, m: &Model<'_>, st: &mut State<'_>, prompt: &[u32], gen: usize) {
     let n = prompt.len();
     if n + gen > st.ctx() + 1 {
@@ -181,7 +181,9 @@ fn generate<P: Port>(port: &mut P, m: &Model<'_>, st: &mut State<'_>, prompt: &[
                 ("us", &us),
             ],
         );
-        *prev = now;
+        // Count from after the frame is out: `cyc` is computation only, not serial I/O, so it
+        // is deterministic on an instruction-counting emulator whatever the line's pace.
+        *prev = port.cycles();
     };
     let step = |port: &mut P, st: &mut State<'_>, ops: &mut OpCycles, tok: u32, pos: usize| {
         forward(m, st, tok, pos, port, ops).map_err(|e| match e {

@@ -1,0 +1,286 @@
+//! The `qemu-mps2` port of the profiling firmware: Cortex-M4F (`mps2-an386`) and Cortex-M7
+//! (`mps2-an500`) under QEMU. Startup (vector table, .data/.bss, FPU), the CMSDK UART0 as the
+//! serial line, SysTick as the cycle counter (with `-icount`, QEMU's virtual time follows the
+//! instruction count, so counts are deterministic), the model read in place from its own flash
+//! partition (placed there by QEMU's `-device loader`), and a painted stack for the high-water
+//! mark. No crates besides the firmware core: nothing host-only can creep in.
+
+#![no_std]
+#![no_main]
+
+use core::{
+    panic::PanicInfo,
+    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+};
+
+use fwcore::{
+    fw::{self, Port},
+    infer::{sizes, Clock, State},
+    model::{Model, HEADER_LEN},
+    proto::{FrameWriter, MAX_LINE},
+};
+
+/// The machine's SysTick reference: QEMU's mps2 boards clock the CPU at 25 MHz.
+const CLOCK_HZ: u64 = 25_000_000;
+const RAM_BYTES: u64 = 4 << 20;
+const FLASH_BYTES: u64 = 4 << 20;
+
+const UART0: usize = 0x4000_4000;
+const UART_DATA: usize = UART0;
+const UART_STATE: usize = UART0 + 4;
+const UART_CTRL: usize = UART0 + 8;
+const UART_BAUDDIV: usize = UART0 + 0x10;
+
+const SYST_CSR: usize = 0xE000_E010;
+const SYST_RVR: usize = 0xE000_E014;
+const SYST_CVR: usize = 0xE000_E018;
+const CPACR: usize = 0xE000_ED88;
+
+/// Stack painting pattern, checked for the stack high-water mark.
+const PAINT: u32 = 0xA5A5_A5A5;
+
+extern "C" {
+    static mut _sbss: u32;
+    static mut _ebss: u32;
+    static mut _sdata: u32;
+    static mut _edata: u32;
+    static _sidata: u32;
+    static _model_start: u8;
+    static _model_len: u8;
+    static _stack_top: u32;
+}
+
+/// The firmware's static arena for the model's buffers (KV cache, activations).
+const ARENA_BYTES: usize = 3 << 20;
+#[repr(C, align(8))]
+struct Arena([u8; ARENA_BYTES]);
+static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
+
+#[link_section = ".vector_table.reset"]
+#[no_mangle]
+#[used]
+static RESET_VECTOR: unsafe extern "C" fn() -> ! = reset;
+
+/// Exceptions 2..=15: NMI, HardFault, MemManage, BusFault, UsageFault, 4 reserved, SVCall,
+/// DebugMonitor, reserved, PendSV, SysTick.
+#[link_section = ".vector_table.exceptions"]
+#[no_mangle]
+#[used]
+static EXCEPTIONS: [unsafe extern "C" fn(); 14] = [
+    fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault,
+    systick,
+];
+
+unsafe extern "C" fn fault() {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+unsafe extern "C" fn systick() {}
+
+/// Entry after reset: RAM set up, FPU on, stack painted, then the firmware.
+#[no_mangle]
+unsafe extern "C" fn reset() -> ! {
+    let mut p = addr_of_mut!(_sbss);
+    while p < addr_of_mut!(_ebss) {
+        write_volatile(p, 0);
+        p = p.add(1);
+    }
+    let (mut d, mut s) = (addr_of_mut!(_sdata), addr_of!(_sidata));
+    while d < addr_of_mut!(_edata) {
+        write_volatile(d, read_volatile(s));
+        d = d.add(1);
+        s = s.add(1);
+    }
+    // CP10 and CP11 full access, before any floating-point instruction.
+    write_volatile(
+        CPACR as *mut u32,
+        read_volatile(CPACR as *const u32) | (0xF << 20),
+    );
+    core::arch::asm!("dsb", "isb");
+    paint_stack();
+    main()
+}
+
+/// Fills the free RAM between .bss and (just below) the current stack pointer with [`PAINT`].
+unsafe fn paint_stack() {
+    let sp: usize;
+    core::arch::asm!("mov {}, sp", out(reg) sp);
+    let mut p = addr_of_mut!(_ebss) as usize;
+    while p < sp - 64 {
+        write_volatile(p as *mut u32, PAINT);
+        p += 4;
+    }
+}
+
+/// Deepest stack use so far: the lowest word below the stack top no longer painted.
+fn stack_high_water() -> u64 {
+    let bottom = addr_of!(_ebss) as usize;
+    let top = addr_of!(_stack_top) as usize;
+    let mut p = bottom;
+    while p < top && unsafe { read_volatile(p as *const u32) } == PAINT {
+        p += 4;
+    }
+    (top - p) as u64
+}
+
+fn uart_init() {
+    unsafe {
+        write_volatile(UART_BAUDDIV as *mut u32, 16);
+        write_volatile(UART_CTRL as *mut u32, 0b11);
+    }
+}
+
+fn systick_init() {
+    unsafe {
+        write_volatile(SYST_RVR as *mut u32, 0x00FF_FFFF);
+        write_volatile(SYST_CVR as *mut u32, 0);
+        // Enable, processor clock, no interrupt: wraps are counted by polling (see `cycles`), so
+        // no handler's instructions land inside a measured stretch.
+        write_volatile(SYST_CSR as *mut u32, 0b101);
+    }
+}
+
+/// Waits for the next SysTick edge. Serial I/O and waiting for the host take a number of
+/// instructions that depends on the host's pace; starting each measured stretch on a tick edge
+/// makes the ticks it counts depend on its own instructions only (deterministic under -icount).
+fn align_to_tick() {
+    let v = unsafe { read_volatile(SYST_CVR as *const u32) };
+    while unsafe { read_volatile(SYST_CVR as *const u32) } == v {}
+}
+
+struct Mps2 {
+    static_bytes: u64,
+    /// Ticks counted up to `last` (the counter's value at the previous read).
+    ticks: u64,
+    last: u32,
+}
+
+impl Clock for Mps2 {
+    /// SysTick counts down from 2^24 - 1 and wraps every ~0.67 s at 25 MHz; it is read far more
+    /// often than that (every operator, and while waiting for input), so each read adds the
+    /// distance travelled since the previous one.
+    fn cycles(&mut self) -> u64 {
+        let v = unsafe { read_volatile(SYST_CVR as *const u32) } & 0x00FF_FFFF;
+        self.ticks += u64::from(self.last.wrapping_sub(v) & 0x00FF_FFFF);
+        self.last = v;
+        self.ticks
+    }
+}
+
+impl Port for Mps2 {
+    fn read_byte(&mut self) -> Option<u8> {
+        while unsafe { read_volatile(UART_STATE as *const u32) } & 0b10 == 0 {
+            // Keep the tick count current through long waits.
+            self.cycles();
+        }
+        Some(unsafe { read_volatile(UART_DATA as *const u32) } as u8)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            unsafe {
+                while read_volatile(UART_STATE as *const u32) & 0b1 != 0 {}
+                write_volatile(UART_DATA as *mut u32, u32::from(b));
+            }
+        }
+        align_to_tick();
+    }
+    fn phase(&mut self, computing: bool) {
+        if computing {
+            align_to_tick();
+        }
+    }
+    fn micros(&mut self) -> u64 {
+        self.cycles() / (CLOCK_HZ / 1_000_000)
+    }
+    fn memory(&mut self) -> (u64, u64, u64) {
+        (self.static_bytes, 0, stack_high_water())
+    }
+    fn platform(&self) -> &str {
+        "mps2-cortex-m"
+    }
+    fn clock_hz(&self) -> u64 {
+        CLOCK_HZ
+    }
+    fn ram_bytes(&self) -> u64 {
+        RAM_BYTES
+    }
+    fn flash_bytes(&self) -> u64 {
+        FLASH_BYTES
+    }
+}
+
+/// Reports a fatal condition on the serial line and parks.
+fn fatal(port: &mut Mps2, what: &str) -> ! {
+    let mut buf = [0u8; MAX_LINE];
+    let mut w = FrameWriter::new(&mut buf, "ERR");
+    w.field("what", what);
+    if let Some(line) = w.finish() {
+        port.write(line);
+    }
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn main() -> ! {
+    uart_init();
+    systick_init();
+    let data_bss = (addr_of!(_ebss) as usize - addr_of!(_sdata) as usize) as u64;
+    let mut port = Mps2 {
+        static_bytes: data_bss,
+        ticks: 0,
+        last: 0x00FF_FFFF,
+    };
+    // The model partition: its header says how long the model is.
+    let base = addr_of!(_model_start);
+    let part_len = addr_of!(_model_len) as usize;
+    let header = unsafe { core::slice::from_raw_parts(base, HEADER_LEN) };
+    let len = u32::from_le_bytes([header[52], header[53], header[54], header[55]]) as usize;
+    if len < HEADER_LEN || len > part_len {
+        fatal(&mut port, "no_model_in_flash");
+    }
+    let bytes = unsafe { core::slice::from_raw_parts(base, len) };
+    let model = match Model::from_bytes(bytes) {
+        Ok(m) => m,
+        Err(_) => fatal(&mut port, "bad_model_in_flash"),
+    };
+    // The longest context the arena holds, up to the model's own.
+    let mut ctx = model.cfg.seq_len as usize;
+    while ctx > 1 && sizes(&model.cfg, ctx).bytes() + 64 > ARENA_BYTES {
+        ctx -= 1;
+    }
+    let need = sizes(&model.cfg, ctx);
+    // Carve the arena: f32s, then i32s, then i8s (alignment holds in that order).
+    let arena = unsafe { &mut *addr_of_mut!(ARENA) };
+    let (f, rest) = arena.0.split_at_mut(need.f32s * 4);
+    let (i32s, rest) = rest.split_at_mut(need.i32s * 4);
+    let i8s = &mut rest[..need.i8s];
+    // SAFETY: the arena is 8-aligned and each part's length is a multiple of its element size;
+    // f32 and i32 accept any bit pattern.
+    let (f, i32s, i8s) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(f.as_mut_ptr().cast::<f32>(), need.f32s),
+            core::slice::from_raw_parts_mut(i32s.as_mut_ptr().cast::<i32>(), need.i32s),
+            core::slice::from_raw_parts_mut(i8s.as_mut_ptr().cast::<i8>(), need.i8s),
+        )
+    };
+    let mut state = match State::new(&model.cfg, ctx, f, i8s, i32s) {
+        Ok(s) => s,
+        Err(_) => fatal(&mut port, "arena_too_small"),
+    };
+    port.static_bytes += need.bytes() as u64;
+    fw::run(&mut port, &model, &mut state);
+    fatal(&mut port, "serial_closed")
+}
+
+#[panic_handler]
+fn panic(_: &PanicInfo) -> ! {
+    let mut port = Mps2 {
+        static_bytes: 0,
+        ticks: 0,
+        last: 0,
+    };
+    fatal(&mut port, "panic")
+}
