@@ -1,0 +1,122 @@
+//! The bare-metal firmware on Cortex-M4F and Cortex-M7 under QEMU, driven by the real `labctl`
+//! through the `qemu` platform plugin: the same model and prompt give the same token ids as the
+//! posix firmware (integer kernels are bit-exact), and cycle counts repeat run to run (within
+//! one SysTick tick).
+
+use std::{collections::BTreeMap, path::Path, process::Command};
+
+use duckdb::{AccessMode, Config, Connection};
+use labctl_integration_tests::{bin_dir, repo, run_ok, virtual_lab};
+
+fn have_qemu() -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", "command -v qemu-system-arm"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let image = bin_dir()
+        .parent()
+        .map(|t| t.join("thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2"))
+        .is_some_and(|p| p.is_file());
+    if !(ok && image) {
+        let why = if ok {
+            "the Cortex-M image is not built (cargo build --release --manifest-path firmware/ports/qemu-mps2/Cargo.toml --target thumbv7em-none-eabihf)"
+        } else {
+            "qemu-system-arm is not installed (apt-get install qemu-system-arm)"
+        };
+        if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+            panic!("{why}, and LAB_REQUIRE_EXTERNAL=1");
+        }
+        eprintln!("skipping: {why}");
+    }
+    ok && image
+}
+
+/// (board, run) → [(token id, cycles)] in order.
+fn tokens(db: &Path) -> BTreeMap<(String, String), Vec<(i64, i64)>> {
+    let c = Connection::open_with_flags(
+        db,
+        Config::default().access_mode(AccessMode::ReadOnly).unwrap(),
+    )
+    .unwrap();
+    let mut st = c
+        .prepare("SELECT r.board, r.run_id, t.token_id, t.cycles FROM tokens t JOIN runs r USING (run_id) ORDER BY r.run_id, t.idx")
+        .unwrap();
+    let mut out: BTreeMap<(String, String), Vec<(i64, i64)>> = BTreeMap::new();
+    for row in st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .unwrap()
+    {
+        let (b, run, id, cyc) = row.unwrap();
+        out.entry((b, run)).or_default().push((id, cyc));
+    }
+    out
+}
+
+#[test]
+fn cortex_m_under_qemu_matches_posix_tokens_and_repeats_its_cycles() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("qemu-lab.toml");
+    std::fs::copy(repo().join("lab-config/examples/qemu-lab.toml"), &lab).unwrap();
+    let args = ["--tokens", "12", "--prompt", "Hello", "--repeat", "2"];
+    run_ok(&[&["--lab", lab.to_str().unwrap(), "run"][..], &args[..]].concat());
+    let (vdir, vlab) = virtual_lab();
+    run_ok(
+        &[
+            &["--lab", vlab.to_str().unwrap(), "run", "--boards", "pico"][..],
+            &args[..],
+        ]
+        .concat(),
+    );
+
+    let q = tokens(&dir.path().join("qemu-lab.duckdb"));
+    let p = tokens(&vdir.path().join("lab.duckdb"));
+    let posix_ids: Vec<i64> = p.values().next().unwrap().iter().map(|t| t.0).collect();
+    assert_eq!(posix_ids.len(), 5 + 12);
+    for ((board, run), toks) in &q {
+        let ids: Vec<i64> = toks.iter().map(|t| t.0).collect();
+        assert_eq!(
+            ids, posix_ids,
+            "{board} {run}: token ids differ from the posix firmware"
+        );
+    }
+    // Two runs on one core: the same cycles per token, within one SysTick tick.
+    for board in ["m4", "m7"] {
+        let runs: Vec<&Vec<(i64, i64)>> = q
+            .iter()
+            .filter(|((b, _), _)| b == board)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(runs.len(), 2);
+        let same = runs[0]
+            .iter()
+            .zip(runs[1])
+            .filter(|(a, b)| a.1 == b.1)
+            .count();
+        let close = runs[0]
+            .iter()
+            .zip(runs[1])
+            .all(|(a, b)| (a.1 - b.1).abs() <= 1);
+        println!(
+            "{board}: {same} of {} token cycle counts identical across runs",
+            runs[0].len()
+        );
+        // A stretch's count can differ by one tick (40 ns of virtual time) when it starts or ends
+        // right at a tick edge; more would mean non-determinism.
+        assert!(close, "{board}: {:?} vs {:?}", runs[0], runs[1]);
+        assert!(
+            same * 2 >= runs[0].len(),
+            "{board}: most counts are identical"
+        );
+    }
+}
