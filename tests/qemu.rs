@@ -1,4 +1,4 @@
-//! The bare-metal firmware on Cortex-M4F and Cortex-M7 under QEMU, driven by the real `labctl`
+//! The bare-metal firmware on Cortex-M4F, Cortex-M7 and RV64GC under QEMU, driven by the real `labctl`
 //! through the `qemu` platform plugin: the same model and prompt give the same token ids as the
 //! posix firmware (integer kernels are bit-exact), and cycle counts repeat run to run (within
 //! one SysTick tick).
@@ -10,19 +10,24 @@ use labctl_integration_tests::{bin_dir, repo, run_ok, virtual_lab};
 
 fn have_qemu() -> bool {
     let ok = Command::new("sh")
-        .args(["-c", "command -v qemu-system-arm"])
+        .args([
+            "-c",
+            "command -v qemu-system-arm && command -v qemu-system-riscv64",
+        ])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    let image = bin_dir()
-        .parent()
-        .map(|t| t.join("thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2"))
-        .is_some_and(|p| p.is_file());
+    let image = bin_dir().parent().is_some_and(|t| {
+        t.join("thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2")
+            .is_file()
+            && t.join("riscv64gc-unknown-none-elf/release/labctl-fw-qemu-riscv")
+                .is_file()
+    });
     if !(ok && image) {
         let why = if ok {
-            "the Cortex-M image is not built (cargo build --release --manifest-path firmware/ports/qemu-mps2/Cargo.toml --target thumbv7em-none-eabihf)"
+            "the bare-metal images are not built (see lab-config/examples/qemu-lab.toml)"
         } else {
-            "qemu-system-arm is not installed (apt-get install qemu-system-arm)"
+            "QEMU is not installed (apt-get install qemu-system-arm qemu-system-misc)"
         };
         if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
             panic!("{why}, and LAB_REQUIRE_EXTERNAL=1");
@@ -61,7 +66,7 @@ fn tokens(db: &Path) -> BTreeMap<(String, String), Vec<(i64, i64)>> {
 }
 
 #[test]
-fn cortex_m_under_qemu_matches_posix_tokens_and_repeats_its_cycles() {
+fn mcus_under_qemu_match_posix_tokens_and_repeat_their_cycles() {
     if !have_qemu() {
         return;
     }
@@ -91,7 +96,7 @@ fn cortex_m_under_qemu_matches_posix_tokens_and_repeats_its_cycles() {
         );
     }
     // Two runs on one core: the same cycles per token, within one SysTick tick.
-    for board in ["m4", "m7"] {
+    for board in ["m4", "m7", "rv64"] {
         let runs: Vec<&Vec<(i64, i64)>> = q
             .iter()
             .filter(|((b, _), _)| b == board)

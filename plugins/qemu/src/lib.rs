@@ -1,5 +1,6 @@
 //! The `qemu` platform plugin: boards that are QEMU machines running the bare-metal firmware
-//! (`firmware/ports/qemu-mps2`) on a real instruction set. Power on = start `qemu-system-arm` with
+//! (`firmware/ports/qemu-mps2`, `firmware/ports/qemu-riscv`) on a real instruction set. Power on =
+//! start `qemu-system-arm` or `qemu-system-riscv64` with
 //! the board's serial line on the pseudo-terminal the host created and the model loaded into the
 //! flash partition; `-icount` makes virtual time follow the instruction count, so the firmware's
 //! cycle counts are deterministic. Wall-clock timings of these boards are QEMU's speed on the
@@ -21,11 +22,67 @@ use labctl_plugin_api::{
     ErrorKind, PlatformApi, PluginError, PluginInfo, PluginMod, PluginModRef, RailControlBox,
 };
 
-/// The bare-metal image's file name, found beside `labctl`, in its `firmware/` folder, or (in a
-/// cargo target directory) where `cargo build --target thumbv7em-none-eabihf --release` put it.
-pub const IMAGE: &str = "labctl-fw-qemu-mps2";
-/// Where the model partition starts (the image's linker script says the same).
-pub const MODEL_ADDR: &str = "0x00100000";
+/// One kind of QEMU board.
+struct Machine {
+    profile: &'static str,
+    description: &'static str,
+    cpu: &'static str,
+    clock_hz: u64,
+    ram_kib: u64,
+    flash_kib: u64,
+    /// The emulator program and its machine arguments.
+    qemu: &'static str,
+    args: &'static [&'static str],
+    /// The bare-metal image's file name and the Rust target it is built for: found beside
+    /// `labctl`, in its `firmware/` folder, or (in a cargo target directory) where
+    /// `cargo build --release --target …` put it.
+    image: &'static str,
+    target: &'static str,
+    /// Where the model partition starts (the image's linker script says the same).
+    model_addr: &'static str,
+}
+
+const MACHINES: &[Machine] = &[
+    Machine {
+        profile: "cortex-m4-168",
+        description: "Cortex-M4F class (QEMU mps2-an386), 4 MiB SRAM, 4 MiB code memory",
+        cpu: "Cortex-M4F",
+        clock_hz: 168_000_000,
+        ram_kib: 4096,
+        flash_kib: 4096,
+        qemu: "qemu-system-arm",
+        args: &["-M", "mps2-an386"],
+        image: "labctl-fw-qemu-mps2",
+        target: "thumbv7em-none-eabihf",
+        model_addr: "0x00100000",
+    },
+    Machine {
+        profile: "cortex-m7-216",
+        description: "Cortex-M7 class (QEMU mps2-an500), 4 MiB SRAM, 4 MiB code memory",
+        cpu: "Cortex-M7",
+        clock_hz: 216_000_000,
+        ram_kib: 4096,
+        flash_kib: 4096,
+        qemu: "qemu-system-arm",
+        args: &["-M", "mps2-an500"],
+        image: "labctl-fw-qemu-mps2",
+        target: "thumbv7em-none-eabihf",
+        model_addr: "0x00100000",
+    },
+    Machine {
+        profile: "riscv64-k210-400",
+        description: "RV64GC, Kendryte K210 class (QEMU virt), 8 MiB of the machine's RAM budgeted like a K210's 6 MiB general SRAM + 2 MiB AI SRAM, model in a flash partition",
+        cpu: "RV64GC",
+        clock_hz: 400_000_000,
+        ram_kib: 8192,
+        flash_kib: 16384,
+        qemu: "qemu-system-riscv64",
+        args: &["-M", "virt", "-bios", "none"],
+        image: "labctl-fw-qemu-riscv",
+        target: "riscv64gc-unknown-none-elf",
+        model_addr: "0x86000000",
+    },
+];
 
 #[export_root_module]
 pub fn get_library() -> PluginModRef {
@@ -51,42 +108,17 @@ extern "C" fn info() -> PluginInfo {
     )
 }
 
-/// (profile, QEMU machine, description, clock, RAM KiB, flash KiB)
-const MACHINES: &[(&str, &str, &str, u64, u64, u64)] = &[
-    (
-        "cortex-m4-168",
-        "mps2-an386",
-        "Cortex-M4F class (QEMU mps2-an386), 4 MiB SRAM, 4 MiB code memory",
-        168_000_000,
-        4096,
-        4096,
-    ),
-    (
-        "cortex-m7-216",
-        "mps2-an500",
-        "Cortex-M7 class (QEMU mps2-an500), 4 MiB SRAM, 4 MiB code memory",
-        216_000_000,
-        4096,
-        4096,
-    ),
-];
-
 pub fn profile_table() -> Vec<BoardProfile> {
     MACHINES
         .iter()
-        .map(|(name, _, desc, clock, ram, flash)| BoardProfile {
-            name: (*name).into(),
-            description: (*desc).into(),
-            cpu: if name.contains("m7") {
-                "Cortex-M7"
-            } else {
-                "Cortex-M4F"
-            }
-            .into(),
-            clock_hz: *clock,
-            ram_bytes: ram * 1024,
+        .map(|m| BoardProfile {
+            name: m.profile.into(),
+            description: m.description.into(),
+            cpu: m.cpu.into(),
+            clock_hz: m.clock_hz,
+            ram_bytes: m.ram_kib * 1024,
             psram_bytes: 0,
-            flash_bytes: flash * 1024,
+            flash_bytes: m.flash_kib * 1024,
             supply_mv: 3300.0,
             idle_ma: 0.0,
             active_ma: 0.0,
@@ -102,17 +134,17 @@ extern "C" fn profiles() -> RVec<BoardProfile> {
 
 /// Finds the bare-metal image near the posix firmware the host found (its directory is where
 /// labctl keeps firmware).
-fn find_image(posix_firmware: &str) -> Option<PathBuf> {
+fn find_image(posix_firmware: &str, m: &Machine) -> Option<PathBuf> {
     let dir = Path::new(posix_firmware).parent()?;
-    let mut candidates = vec![dir.join(IMAGE), dir.join("firmware").join(IMAGE)];
+    let mut candidates = vec![dir.join(m.image), dir.join("firmware").join(m.image)];
     if let Some(target) = dir.parent() {
-        candidates.push(target.join("thumbv7em-none-eabihf/release").join(IMAGE));
+        candidates.push(target.join(m.target).join("release").join(m.image));
     }
     candidates.into_iter().find(|p| p.is_file())
 }
 
 struct QemuBoard {
-    machine: &'static str,
+    machine: &'static Machine,
     image: PathBuf,
     spec: BoardSpec,
     child: Option<Child>,
@@ -125,14 +157,19 @@ impl QemuBoard {
             return Ok(());
         }
         self.died = None;
-        let child = Command::new("qemu-system-arm")
-            .args(["-M", self.machine, "-display", "none", "-monitor", "none"])
+        let m = self.machine;
+        let child = Command::new(m.qemu)
+            .args(m.args)
+            .args(["-display", "none", "-monitor", "none"])
             .arg("-serial")
             .arg(self.spec.serial.as_str())
             .arg("-kernel")
             .arg(&self.image)
             .arg("-device")
-            .arg(format!("loader,file={},addr={MODEL_ADDR}", self.spec.model))
+            .arg(format!(
+                "loader,file={},addr={}",
+                self.spec.model, m.model_addr
+            ))
             .args(["-icount", "shift=0,align=off,sleep=off"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -141,7 +178,10 @@ impl QemuBoard {
             .map_err(|e| {
                 PluginError::new(
                     ErrorKind::Io,
-                    format!("starting qemu-system-arm (apt-get install qemu-system-arm): {e}"),
+                    format!(
+                        "starting {} (apt-get install qemu-system-arm qemu-system-misc): {e}",
+                        m.qemu
+                    ),
                 )
             })?;
         self.child = Some(child);
@@ -208,20 +248,22 @@ extern "C" fn open_board(
     guard(|| {
         let machine = MACHINES
             .iter()
-            .find(|m| m.0 == spec.profile.as_str())
-            .map(|m| m.1)
+            .find(|m| m.profile == spec.profile.as_str())
             .ok_or_else(|| {
                 PluginError::new(
                     ErrorKind::InvalidConfig,
                     format!("qemu platform has no profile {:?}", spec.profile.as_str()),
                 )
             })?;
-        let image = find_image(spec.firmware.as_str()).ok_or_else(|| {
+        let image = find_image(spec.firmware.as_str(), machine).ok_or_else(|| {
             PluginError::new(
                 ErrorKind::InvalidConfig,
                 format!(
-                    "bare-metal image {IMAGE} not found beside labctl: build it with \
-                     cargo build --release --manifest-path firmware/ports/qemu-mps2/Cargo.toml --target thumbv7em-none-eabihf"
+                    "bare-metal image {} not found beside labctl: build it with \
+                     cargo build --release --manifest-path firmware/ports/{}/Cargo.toml --target {}",
+                    machine.image,
+                    machine.image.trim_start_matches("labctl-fw-"),
+                    machine.target
                 ),
             )
         })?;

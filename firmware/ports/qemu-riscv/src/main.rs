@@ -1,0 +1,209 @@
+//! The `qemu-riscv` port of the profiling firmware: RV64GC (the K210 class) on QEMU's `virt`
+//! machine in machine mode. Startup (stack, FPU on, .bss), the NS16550 UART as the serial line,
+//! the CLINT's `mtime` (10 MHz) as the cycle counter (with `-icount` it follows the instruction
+//! count, so counts are deterministic), the model read in place from its partition (placed by
+//! QEMU's `-device loader`), and a painted stack for the high-water mark.
+
+#![no_std]
+#![no_main]
+
+use core::{
+    panic::PanicInfo,
+    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+};
+
+use fwcore::{
+    fw::{self, Port},
+    infer::{sizes, Clock, State},
+    model::{Model, HEADER_LEN},
+    proto::{FrameWriter, MAX_LINE},
+};
+
+/// The CLINT timer's frequency on QEMU's virt machine.
+const CLOCK_HZ: u64 = 10_000_000;
+const RAM_BYTES: u64 = 96 << 20;
+const FLASH_BYTES: u64 = 32 << 20;
+
+const UART: usize = 0x1000_0000;
+const UART_LSR: usize = UART + 5;
+const MTIME: usize = 0x0200_BFF8;
+
+const PAINT: u64 = 0xA5A5_A5A5_A5A5_A5A5;
+
+extern "C" {
+    static mut _sbss: u64;
+    static mut _ebss: u64;
+    static _sdata: u8;
+    static _model_start: u8;
+    static _model_len: u8;
+    static _stack_top: u64;
+}
+
+core::arch::global_asm!(
+    ".section .text.start",
+    ".globl _start",
+    "_start:",
+    "  la sp, _stack_top",
+    // mstatus.FS = initial: floating point on, before any Rust code runs.
+    "  li t0, 0x2000",
+    "  csrs mstatus, t0",
+    "  call rv_main",
+    "1: j 1b",
+);
+
+const ARENA_BYTES: usize = 48 << 20;
+#[repr(C, align(8))]
+struct Arena([u8; ARENA_BYTES]);
+static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
+
+fn mtime() -> u64 {
+    unsafe { read_volatile(MTIME as *const u64) }
+}
+
+/// Waits for the next timer tick, so each measured stretch starts on a tick edge.
+fn align_to_tick() {
+    let t = mtime();
+    while mtime() == t {}
+}
+
+unsafe fn paint_stack() {
+    let sp: usize;
+    core::arch::asm!("mv {}, sp", out(reg) sp);
+    let mut p = addr_of_mut!(_ebss) as usize;
+    while p < sp - 128 {
+        write_volatile(p as *mut u64, PAINT);
+        p += 8;
+    }
+}
+
+fn stack_high_water() -> u64 {
+    let bottom = addr_of!(_ebss) as usize;
+    let top = addr_of!(_stack_top) as usize;
+    let mut p = bottom;
+    while p < top && unsafe { read_volatile(p as *const u64) } == PAINT {
+        p += 8;
+    }
+    (top - p) as u64
+}
+
+struct Virt {
+    static_bytes: u64,
+}
+
+impl Clock for Virt {
+    fn cycles(&mut self) -> u64 {
+        mtime()
+    }
+}
+
+impl Port for Virt {
+    fn read_byte(&mut self) -> Option<u8> {
+        unsafe {
+            while read_volatile(UART_LSR as *const u8) & 1 == 0 {}
+            Some(read_volatile(UART as *const u8))
+        }
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            unsafe {
+                while read_volatile(UART_LSR as *const u8) & 0x20 == 0 {}
+                write_volatile(UART as *mut u8, b);
+            }
+        }
+        align_to_tick();
+    }
+    fn micros(&mut self) -> u64 {
+        mtime() / (CLOCK_HZ / 1_000_000)
+    }
+    fn memory(&mut self) -> (u64, u64, u64) {
+        (self.static_bytes, 0, stack_high_water())
+    }
+    fn platform(&self) -> &str {
+        "riscv64-virt"
+    }
+    fn clock_hz(&self) -> u64 {
+        CLOCK_HZ
+    }
+    fn ram_bytes(&self) -> u64 {
+        RAM_BYTES
+    }
+    fn flash_bytes(&self) -> u64 {
+        FLASH_BYTES
+    }
+    fn phase(&mut self, computing: bool) {
+        if computing {
+            align_to_tick();
+        }
+    }
+}
+
+fn fatal(port: &mut Virt, what: &str) -> ! {
+    let mut buf = [0u8; MAX_LINE];
+    let mut w = FrameWriter::new(&mut buf, "ERR");
+    w.field("what", what);
+    if let Some(line) = w.finish() {
+        port.write(line);
+    }
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[no_mangle]
+extern "C" fn rv_main() -> ! {
+    unsafe {
+        let mut p = addr_of_mut!(_sbss);
+        while p < addr_of_mut!(_ebss) {
+            write_volatile(p, 0);
+            p = p.add(1);
+        }
+        paint_stack();
+    }
+    let data_bss = (addr_of!(_ebss) as usize - addr_of!(_sdata) as usize) as u64;
+    let mut port = Virt {
+        static_bytes: data_bss,
+    };
+    let base = addr_of!(_model_start);
+    let part_len = addr_of!(_model_len) as usize;
+    let header = unsafe { core::slice::from_raw_parts(base, HEADER_LEN) };
+    let len = u32::from_le_bytes([header[52], header[53], header[54], header[55]]) as usize;
+    if len < HEADER_LEN || len > part_len {
+        fatal(&mut port, "no_model_in_flash");
+    }
+    let bytes = unsafe { core::slice::from_raw_parts(base, len) };
+    let model = match Model::from_bytes(bytes) {
+        Ok(m) => m,
+        Err(_) => fatal(&mut port, "bad_model_in_flash"),
+    };
+    let mut ctx = model.cfg.seq_len as usize;
+    while ctx > 1 && sizes(&model.cfg, ctx).bytes() + 64 > ARENA_BYTES {
+        ctx -= 1;
+    }
+    let need = sizes(&model.cfg, ctx);
+    let arena = unsafe { &mut *addr_of_mut!(ARENA) };
+    let (f, rest) = arena.0.split_at_mut(need.f32s * 4);
+    let (i32s, rest) = rest.split_at_mut(need.i32s * 4);
+    let i8s = &mut rest[..need.i8s];
+    // SAFETY: the arena is 8-aligned and each part's length is a multiple of its element size;
+    // f32 and i32 accept any bit pattern.
+    let (f, i32s, i8s) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(f.as_mut_ptr().cast::<f32>(), need.f32s),
+            core::slice::from_raw_parts_mut(i32s.as_mut_ptr().cast::<i32>(), need.i32s),
+            core::slice::from_raw_parts_mut(i8s.as_mut_ptr().cast::<i8>(), need.i8s),
+        )
+    };
+    let mut state = match State::new(&model.cfg, ctx, f, i8s, i32s) {
+        Ok(s) => s,
+        Err(_) => fatal(&mut port, "arena_too_small"),
+    };
+    port.static_bytes += need.bytes() as u64;
+    fw::run(&mut port, &model, &mut state);
+    fatal(&mut port, "serial_closed")
+}
+
+#[panic_handler]
+fn panic(_: &PanicInfo) -> ! {
+    let mut port = Virt { static_bytes: 0 };
+    fatal(&mut port, "panic")
+}
