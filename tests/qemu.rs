@@ -125,3 +125,113 @@ fn mcus_under_qemu_match_posix_tokens_and_repeat_their_cycles() {
         );
     }
 }
+
+/// A frame as the protocol writes it (CRC-16/CCITT-FALSE over the body).
+fn frame(body: &str) -> String {
+    let mut c: u16 = 0xFFFF;
+    for b in body.bytes() {
+        c ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            c = if c & 0x8000 != 0 {
+                (c << 1) ^ 0x1021
+            } else {
+                c << 1
+            };
+        }
+    }
+    format!("@{body}*{c:04X}\n")
+}
+
+/// Runs an image on mps2-an386 with the prompt on stdin; returns (decode ids, decode cycles).
+fn decode_on_m4(image: &Path, model: &Path) -> (Vec<u64>, Vec<u64>) {
+    use std::io::Write;
+    let mut child = Command::new("qemu-system-arm")
+        .args([
+            "-M",
+            "mps2-an386",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-kernel")
+        .arg(image)
+        .arg("-device")
+        .arg(format!("loader,file={},addr=0x00100000", model.display()))
+        .args(["-icount", "shift=0,align=off,sleep=off"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all((frame("PROMPT gen=16 n=4") + &frame("IDS ids=72,101,108,108")).as_bytes())
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut ids = vec![];
+    let mut cyc = vec![];
+    for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+        if line.starts_with("@DONE") {
+            break;
+        }
+        if line.contains("ph=d") {
+            let field = |k: &str| -> u64 {
+                line.split(' ')
+                    .find_map(|f| f.strip_prefix(k))
+                    .and_then(|v| v.split('*').next())
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            ids.push(field("id="));
+            cyc.push(field("cyc="));
+        }
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    (ids, cyc)
+}
+
+#[test]
+fn the_dsp_q8_kernel_is_bit_exact_and_faster() {
+    if !have_qemu() {
+        return;
+    }
+    let target = bin_dir().parent().unwrap().to_path_buf();
+    let plain = target.join("thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2");
+    let dsp = target.join("fw-dsp/thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2");
+    if !dsp.is_file() {
+        let why = "the DSP image is not built (see .ci/run)";
+        assert!(
+            std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.ltlm");
+    run_ok(&[
+        "model",
+        "gen",
+        "--preset",
+        "stories260k",
+        "--quant",
+        "q8_0",
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    let (ids_plain, cyc_plain) = decode_on_m4(&plain, &model);
+    let (ids_dsp, cyc_dsp) = decode_on_m4(&dsp, &model);
+    assert_eq!(ids_plain.len(), 16);
+    assert_eq!(ids_plain, ids_dsp, "DSP kernel changes the tokens");
+    let (p, d): (u64, u64) = (cyc_plain[1..].iter().sum(), cyc_dsp[1..].iter().sum());
+    println!(
+        "q8_0 decode ticks: plain {p}, dsp {d} ({:.1} % fewer)",
+        (1.0 - d as f64 / p as f64) * 100.0
+    );
+    assert!(d < p, "the DSP kernel takes fewer cycles");
+}

@@ -218,6 +218,51 @@ pub fn quantize_act(x: &[f32], a: &mut QAct<'_>) {
     }
 }
 
+/// Integer dot product of 32 signed bytes with 32 quantized activations (the q8_0 inner loop).
+#[cfg(not(all(feature = "dsp", target_arch = "arm")))]
+#[inline]
+fn dot_i8(w: &[u8], x: &[i8]) -> i32 {
+    let mut s = 0i32;
+    for i in 0..GROUP {
+        s += i32::from(w[i] as i8) * i32::from(x[i]);
+    }
+    s
+}
+
+/// The same with the Cortex-M4/M7 DSP extension: SXTB16 unpacks two signed bytes of a word into
+/// two halfwords, SMLAD multiplies both halfword pairs and adds them to the accumulator. Integer
+/// arithmetic that cannot overflow here (32 × 127 × 128 < 2^31), so it is bit-exact with the
+/// plain loop.
+#[cfg(all(feature = "dsp", target_arch = "arm"))]
+#[inline]
+fn dot_i8(w: &[u8], x: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for i in (0..GROUP).step_by(4) {
+        let a = u32::from_le_bytes([w[i], w[i + 1], w[i + 2], w[i + 3]]);
+        let b = u32::from_le_bytes([x[i] as u8, x[i + 1] as u8, x[i + 2] as u8, x[i + 3] as u8]);
+        // SAFETY: register-only arithmetic, no memory access.
+        unsafe {
+            core::arch::asm!(
+                "sxtb16 {ae}, {a}",
+                "sxtb16 {ao}, {a}, ror #8",
+                "sxtb16 {be}, {b}",
+                "sxtb16 {bo}, {b}, ror #8",
+                "smlad {acc}, {ae}, {be}, {acc}",
+                "smlad {acc}, {ao}, {bo}, {acc}",
+                a = in(reg) a,
+                b = in(reg) b,
+                ae = out(reg) _,
+                ao = out(reg) _,
+                be = out(reg) _,
+                bo = out(reg) _,
+                acc = inout(reg) acc,
+                options(pure, nomem, nostack),
+            );
+        }
+    }
+    acc
+}
+
 /// Dot product of one weight row (`nb` blocks starting at `row`) with a quantized activation, or
 /// with the f32 activation `x` for `f32` weights (the reference path).
 pub fn dot_row(q: Quant, row: &[u8], nb: usize, a: &QAct<'_>, x: &[f32]) -> f32 {
@@ -236,10 +281,7 @@ pub fn dot_row(q: Quant, row: &[u8], nb: usize, a: &QAct<'_>, x: &[f32]) -> f32 
                 }
             }
             Quant::Q8_0 => {
-                let mut s = 0i32;
-                for i in 0..GROUP {
-                    s += i32::from(b[4 + i] as i8) * i32::from(xq[i]);
-                }
+                let s = dot_i8(&b[4..4 + GROUP], xq);
                 acc += s as f32 * f32_at(b, 0) * a.scale[k];
             }
             Quant::Q4_0 => {
