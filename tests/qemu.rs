@@ -144,6 +144,12 @@ fn frame(body: &str) -> String {
 
 /// Runs an image on mps2-an386 with the prompt on stdin; returns (decode ids, decode cycles).
 fn decode_on_m4(image: &Path, model: &Path) -> (Vec<u64>, Vec<u64>) {
+    let (ids, cyc, _) = session_on_m4(image, model);
+    (ids, cyc)
+}
+
+/// Like [`decode_on_m4`], also returning the `MEM` frame's line.
+fn session_on_m4(image: &Path, model: &Path) -> (Vec<u64>, Vec<u64>, String) {
     use std::io::Write;
     let mut child = Command::new("qemu-system-arm")
         .args([
@@ -172,9 +178,13 @@ fn decode_on_m4(image: &Path, model: &Path) -> (Vec<u64>, Vec<u64>) {
     let out = child.stdout.take().unwrap();
     let mut ids = vec![];
     let mut cyc = vec![];
+    let mut mem = String::new();
     for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
         if line.starts_with("@DONE") {
             break;
+        }
+        if line.starts_with("@MEM") {
+            mem = line.clone();
         }
         if line.contains("ph=d") {
             let field = |k: &str| -> u64 {
@@ -192,7 +202,63 @@ fn decode_on_m4(image: &Path, model: &Path) -> (Vec<u64>, Vec<u64>) {
     drop(stdin);
     let _ = child.kill();
     let _ = child.wait();
-    (ids, cyc)
+    (ids, cyc, mem)
+}
+
+#[test]
+fn reported_memory_agrees_with_the_linker_map() {
+    if !have_qemu() {
+        return;
+    }
+    let image = bin_dir()
+        .parent()
+        .unwrap()
+        .join("thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2");
+    let nm = Command::new("nm")
+        .arg(&image)
+        .output()
+        .expect("nm (binutils)");
+    let syms: std::collections::HashMap<String, u64> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+            let name = it.nth(1)?;
+            Some((name.to_string(), addr))
+        })
+        .collect();
+    let (sdata, ebss, top) = (syms["_sdata"], syms["_ebss"], syms["_stack_top"]);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.ltlm");
+    run_ok(&[
+        "model",
+        "gen",
+        "--preset",
+        "stories260k",
+        "--quant",
+        "q8_0",
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    let (_, _, mem) = session_on_m4(&image, &model);
+    let field = |k: &str| -> u64 {
+        mem.split(' ')
+            .find_map(|f| f.strip_prefix(k))
+            .and_then(|v| v.split('*').next())
+            .unwrap_or_else(|| panic!("{k} in {mem:?}"))
+            .parse()
+            .unwrap()
+    };
+    // Static RAM is .data + .bss (the arena included) exactly as linked.
+    assert_eq!(field("static="), ebss - sdata, "{mem}");
+    // The stack high-water mark comes from painting in 4-byte words below the stack top.
+    let stack = field("stack=");
+    assert!(stack > 0 && stack % 4 == 0 && stack < top - ebss, "{mem}");
+    println!(
+        "static {} B (linker: {} B), stack high-water {stack} B",
+        field("static="),
+        ebss - sdata
+    );
 }
 
 #[test]

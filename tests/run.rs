@@ -34,7 +34,7 @@ fn f64s(conn: &Connection, sql: &str) -> Vec<Option<f64>> {
 fn three_boards_profile_and_the_summary_matches_the_tokens() {
     let (dir, lab) = virtual_lab();
     let o = labctl()
-        .args(["--lab", lab.to_str().unwrap(), "run", "--tokens", "40"])
+        .args(["--lab", lab.to_str().unwrap(), "run", "--tokens", "100"])
         .args(["--repeat", "2", "--warmup", "1", "--validate", "--json"])
         .output()
         .unwrap();
@@ -52,7 +52,7 @@ fn three_boards_profile_and_the_summary_matches_the_tokens() {
     }
     let db = dir.path().join("lab.duckdb");
     let c = open_ro(&db);
-    // Every run: the prompt's tokens and 40 generated, each a row.
+    // Every run: the prompt's tokens and 100 generated, each a row.
     let (runs, tokens, decode): (i64, i64, i64) = c
         .query_row(
             "SELECT count(DISTINCT run_id), count(*), count(*) FILTER (WHERE phase = 'decode') FROM tokens",
@@ -60,7 +60,7 @@ fn three_boards_profile_and_the_summary_matches_the_tokens() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!((runs, decode), (6, 6 * 40));
+    assert_eq!((runs, decode), (6, 6 * 100));
     assert!(tokens > decode);
     // The view against the test's own arithmetic over `tokens`.
     let mut stmt = c

@@ -197,7 +197,8 @@ extern "C" fn rv_main() -> ! {
         Ok(s) => s,
         Err(_) => fatal(&mut port, "arena_too_small"),
     };
-    port.static_bytes += need.bytes() as u64;
+    // The arena is part of .bss: `static_bytes` (.data + .bss) already counts it, as the linker
+    // map does.
     fw::run(&mut port, &model, &mut state);
     fatal(&mut port, "serial_closed")
 }
