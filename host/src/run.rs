@@ -280,10 +280,12 @@ impl BoardJob<'_> {
             self.batch.to_string(),
             repeat as i32,
             self.args.prompt.clone(),
-            if self.profile.emulated {
-                "host-cpu: emulated board, timings are the host CPU's, not the real chip's"
-            } else {
-                "board"
+            match (self.profile.emulated, self.board.platform.as_str()) {
+                (true, "qemu") => {
+                    "emulated-cycles: QEMU with -icount, virtual time follows the instruction count; not a real chip's timing"
+                }
+                (true, _) => "host-cpu: emulated board, timings are the host CPU's, not the real chip's",
+                _ => "board",
             },
             self.profile.clock_hz as i64,
         );
@@ -1257,7 +1259,7 @@ fn print_summary(rows: &[SummaryRow], json: bool) -> anyhow::Result<()> {
         );
     }
     if rows.iter().any(|r| r.simulated == Some(true)) {
-        println!("simulated: emulated boards; timings are the host CPU's, not the real chips'. Results are in the database (tables runs, tokens, power_samples; view run_summary).");
+        println!("simulated: emulated boards (virtual ones run on the host CPU, qemu ones count emulated cycles): not the real chips' timings. Results are in the database (tables runs, tokens, power_samples; view run_summary).");
     }
     for r in rows.iter().filter(|r| r.error.is_some()) {
         println!(

@@ -51,7 +51,7 @@ core::arch::global_asm!(
     "1: j 1b",
 );
 
-const ARENA_BYTES: usize = 48 << 20;
+const ARENA_BYTES: usize = 5 << 20;
 #[repr(C, align(8))]
 struct Arena([u8; ARENA_BYTES]);
 static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
