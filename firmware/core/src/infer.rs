@@ -122,6 +122,36 @@ impl<'a> State<'a> {
         })
     }
 
+    /// A state carved out of one byte arena (a bare-metal port's static buffer), for the longest
+    /// context up to the model's that fits in it. The arena must be 4-byte aligned.
+    pub fn in_arena(cfg: &Config, arena: &'a mut [u8]) -> Result<State<'a>, InferError> {
+        if !(arena.as_ptr() as usize).is_multiple_of(4) {
+            return Err(InferError::BuffersTooSmall);
+        }
+        let mut ctx = cfg.seq_len as usize;
+        while ctx > 1 && sizes(cfg, ctx).bytes() > arena.len() {
+            ctx -= 1;
+        }
+        let need = sizes(cfg, ctx);
+        if need.bytes() > arena.len() {
+            return Err(InferError::BuffersTooSmall);
+        }
+        let (f, rest) = arena.split_at_mut(need.f32s * 4);
+        let (s, rest) = rest.split_at_mut(need.i32s * 4);
+        let i = &mut rest[..need.i8s];
+        // SAFETY: the arena is 4-aligned and the f32 part's length is a multiple of 4, so both
+        // word parts are aligned and exactly sized; f32, i32 and i8 accept any bit pattern; the
+        // three parts do not overlap and borrow the arena for 'a.
+        let (f, s, i) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(f.as_mut_ptr().cast::<f32>(), need.f32s),
+                core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<i32>(), need.i32s),
+                core::slice::from_raw_parts_mut(i.as_mut_ptr().cast::<i8>(), need.i8s),
+            )
+        };
+        State::new(cfg, ctx, f, i, s)
+    }
+
     pub fn ctx(&self) -> usize {
         self.ctx
     }

@@ -14,7 +14,7 @@ use core::{
 
 use fwcore::{
     fw::{self, Port},
-    infer::{sizes, Clock, State},
+    infer::{Clock, State},
     model::{Model, HEADER_LEN},
     proto::{FrameWriter, MAX_LINE},
 };
@@ -175,30 +175,13 @@ extern "C" fn rv_main() -> ! {
         Ok(m) => m,
         Err(_) => fatal(&mut port, "bad_model_in_flash"),
     };
-    let mut ctx = model.cfg.seq_len as usize;
-    while ctx > 1 && sizes(&model.cfg, ctx).bytes() + 64 > ARENA_BYTES {
-        ctx -= 1;
-    }
-    let need = sizes(&model.cfg, ctx);
-    let arena = unsafe { &mut *addr_of_mut!(ARENA) };
-    let (f, rest) = arena.0.split_at_mut(need.f32s * 4);
-    let (i32s, rest) = rest.split_at_mut(need.i32s * 4);
-    let i8s = &mut rest[..need.i8s];
-    // SAFETY: the arena is 8-aligned and each part's length is a multiple of its element size;
-    // f32 and i32 accept any bit pattern.
-    let (f, i32s, i8s) = unsafe {
-        (
-            core::slice::from_raw_parts_mut(f.as_mut_ptr().cast::<f32>(), need.f32s),
-            core::slice::from_raw_parts_mut(i32s.as_mut_ptr().cast::<i32>(), need.i32s),
-            core::slice::from_raw_parts_mut(i8s.as_mut_ptr().cast::<i8>(), need.i8s),
-        )
-    };
-    let mut state = match State::new(&model.cfg, ctx, f, i8s, i32s) {
+    // The arena is part of .bss: `static_bytes` (.data + .bss) already counts it, as the linker
+    // map does.
+    let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
+    let mut state = match State::in_arena(&model.cfg, arena) {
         Ok(s) => s,
         Err(_) => fatal(&mut port, "arena_too_small"),
     };
-    // The arena is part of .bss: `static_bytes` (.data + .bss) already counts it, as the linker
-    // map does.
     fw::run(&mut port, &model, &mut state);
     fatal(&mut port, "serial_closed")
 }
