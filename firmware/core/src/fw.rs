@@ -90,6 +90,31 @@ fn err<P: Port>(port: &mut P, what: &str) {
     send(port, "ERR", &[("what", &what)]);
 }
 
+/// The main program of a bare-metal port: the model from its flash partition, the state in the
+/// port's static arena, then [`run`]. Anything missing is reported as an `ERR` frame and the
+/// board halts there (a host sees the reason on the serial line).
+pub fn boot<P: Port>(port: &mut P, partition: &[u8], arena: &mut [u8]) -> ! {
+    let model = match Model::in_partition(partition) {
+        Ok(m) => m,
+        Err(crate::model::ModelError::TooShort) => halt(port, "no_model_in_flash"),
+        Err(_) => halt(port, "bad_model_in_flash"),
+    };
+    let mut state = match State::in_arena(&model.cfg, arena) {
+        Ok(s) => s,
+        Err(_) => halt(port, "arena_too_small"),
+    };
+    run(port, &model, &mut state);
+    halt(port, "serial_closed")
+}
+
+/// Reports `what` in an `ERR` frame and stops.
+pub fn halt<P: Port>(port: &mut P, what: &str) -> ! {
+    err(port, what);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
 /// Runs the firmware until the host link closes. `state` is sized by the port for the longest
 /// context it can hold.
 pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {

@@ -342,6 +342,22 @@ impl<'m> Model<'m> {
         })
     }
 
+    /// The model at the start of a flash partition: its header says how long it is (the rest
+    /// of the partition is ignored). `TooShort` when the partition holds no model at all.
+    pub fn in_partition(partition: &'m [u8]) -> Result<Model<'m>, ModelError> {
+        if partition.len() < HEADER_LEN || partition[0..4] != MAGIC {
+            return Err(ModelError::TooShort);
+        }
+        let len = u32_at(partition, 52) as usize;
+        if len < HEADER_LEN || len > partition.len() {
+            return Err(ModelError::LengthMismatch {
+                header: len as u32,
+                actual: partition.len(),
+            });
+        }
+        Model::from_bytes(&partition[..len])
+    }
+
     pub fn layer(&self, l: usize) -> &'m [u8] {
         let start = self.layout.layers + l * self.layout.layer_bytes;
         &self.bytes[start..start + self.layout.layer_bytes]

@@ -14,9 +14,7 @@ use core::{
 
 use fwcore::{
     fw::{self, Port},
-    infer::{Clock, State},
-    model::{Model, HEADER_LEN},
-    proto::{FrameWriter, MAX_LINE},
+    infer::Clock,
 };
 
 /// The CLINT timer's frequency on QEMU's virt machine.
@@ -137,18 +135,6 @@ impl Port for Virt {
     }
 }
 
-fn fatal(port: &mut Virt, what: &str) -> ! {
-    let mut buf = [0u8; MAX_LINE];
-    let mut w = FrameWriter::new(&mut buf, "ERR");
-    w.field("what", what);
-    if let Some(line) = w.finish() {
-        port.write(line);
-    }
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
 #[no_mangle]
 extern "C" fn rv_main() -> ! {
     unsafe {
@@ -163,31 +149,17 @@ extern "C" fn rv_main() -> ! {
     let mut port = Virt {
         static_bytes: data_bss,
     };
-    let base = addr_of!(_model_start);
-    let part_len = addr_of!(_model_len) as usize;
-    let header = unsafe { core::slice::from_raw_parts(base, HEADER_LEN) };
-    let len = u32::from_le_bytes([header[52], header[53], header[54], header[55]]) as usize;
-    if len < HEADER_LEN || len > part_len {
-        fatal(&mut port, "no_model_in_flash");
-    }
-    let bytes = unsafe { core::slice::from_raw_parts(base, len) };
-    let model = match Model::from_bytes(bytes) {
-        Ok(m) => m,
-        Err(_) => fatal(&mut port, "bad_model_in_flash"),
+    // The model partition (QEMU's -device loader put the model there) and the static arena; the
+    // arena is part of .bss, so `static_bytes` (.data + .bss) already counts it, as linked.
+    let partition = unsafe {
+        core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize)
     };
-    // The arena is part of .bss: `static_bytes` (.data + .bss) already counts it, as the linker
-    // map does.
     let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
-    let mut state = match State::in_arena(&model.cfg, arena) {
-        Ok(s) => s,
-        Err(_) => fatal(&mut port, "arena_too_small"),
-    };
-    fw::run(&mut port, &model, &mut state);
-    fatal(&mut port, "serial_closed")
+    fw::boot(&mut port, partition, arena)
 }
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
     let mut port = Virt { static_bytes: 0 };
-    fatal(&mut port, "panic")
+    fw::halt(&mut port, "panic")
 }
