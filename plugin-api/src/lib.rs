@@ -8,7 +8,9 @@
 //! on a simulated bus and feeds from a [`SupplyRailBox`].
 //!
 //! Rules: only `StableAbi` types cross; calls are synchronous; a plugin catches its own
-//! panics (see [`guard`]) and returns [`PluginError`] values.
+//! panics (see [`guard`]) and returns [`PluginError`] values. Besides the contract it holds only
+//! small helpers every plugin of a kind needs ([`guard`], [`wire`], [`monotonic_ns`], [`child`]),
+//! so that they are written once.
 
 use abi_stable::{
     declare_root_module_statics,
@@ -340,6 +342,40 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes into the timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Process bookkeeping for platforms whose boards are host processes (emulators).
+pub mod child {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Child;
+
+    /// `Some(reason)` once `child` has exited by itself: how (status or signal) and the last
+    /// line it wrote to its piped stderr. `what` names it in the message ("firmware", "qemu").
+    pub fn exit_reason(what: &str, child: &mut Child) -> Option<String> {
+        let status = child.try_wait().ok()??;
+        let mut why = match (status.code(), status.signal()) {
+            (Some(code), _) => format!("{what} exited with status {code}"),
+            (None, Some(sig)) => format!("{what} killed by signal {sig}"),
+            _ => format!("{what} exited"),
+        };
+        if let Some(mut err) = child.stderr.take() {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut s);
+            if let Some(last) = s.lines().rev().find(|l| !l.trim().is_empty()) {
+                why.push_str(": ");
+                why.push_str(last.trim());
+            }
+        }
+        Some(why)
+    }
+
+    /// Stops a child process, if any, and reaps it.
+    pub fn stop(child: &mut Option<Child>) {
+        if let Some(mut c) = child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// A simulated supply rail owned by the host, which an emulated board's power model drives.

@@ -189,10 +189,7 @@ impl QemuBoard {
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        labctl_plugin_api::child::stop(&mut self.child);
     }
 }
 
@@ -215,22 +212,13 @@ impl BoardSession for QemuBoard {
         let Some(c) = self.child.as_mut() else {
             return RNone;
         };
-        match c.try_wait() {
-            Ok(Some(status)) => {
-                let mut why = format!("qemu exited ({status})");
-                if let Some(mut err) = c.stderr.take() {
-                    let mut s = String::new();
-                    let _ = std::io::Read::read_to_string(&mut err, &mut s);
-                    if let Some(last) = s.lines().rev().find(|l| !l.trim().is_empty()) {
-                        why.push_str(": ");
-                        why.push_str(last.trim());
-                    }
-                }
+        match labctl_plugin_api::child::exit_reason("qemu", c) {
+            Some(why) => {
                 self.child = None;
                 self.died = Some(why.clone());
                 RSome(why.into())
             }
-            _ => RNone,
+            None => RNone,
         }
     }
 }

@@ -11,7 +11,7 @@
 use std::{
     io::{BufRead, BufReader},
     os::fd::{FromRawFd, OwnedFd},
-    os::unix::process::{CommandExt, ExitStatusExt},
+    os::unix::process::CommandExt,
     process::{Child, Command, Stdio},
     sync::Arc,
 };
@@ -224,10 +224,7 @@ impl VirtualBoard {
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        labctl_plugin_api::child::stop(&mut self.child);
         self.set_rail(
             monotonic_ns(),
             RailPoint {
@@ -257,27 +254,14 @@ impl BoardSession for VirtualBoard {
         let Some(c) = self.child.as_mut() else {
             return RNone;
         };
-        match c.try_wait() {
-            Ok(Some(status)) => {
-                let mut why = match (status.code(), status.signal()) {
-                    (Some(code), _) => format!("firmware exited with status {code}"),
-                    (None, Some(sig)) => format!("firmware killed by signal {sig}"),
-                    _ => "firmware exited".to_string(),
-                };
-                if let Some(mut err) = c.stderr.take() {
-                    let mut s = String::new();
-                    let _ = std::io::Read::read_to_string(&mut err, &mut s);
-                    if let Some(last) = s.lines().rev().find(|l| !l.trim().is_empty()) {
-                        why.push_str(": ");
-                        why.push_str(last.trim());
-                    }
-                }
+        match labctl_plugin_api::child::exit_reason("firmware", c) {
+            Some(why) => {
                 self.child = None;
                 self.set_rail(monotonic_ns(), self.point(self.profile.idle_ma));
                 self.died = Some(why.clone());
                 RSome(why.into())
             }
-            _ => RNone,
+            None => RNone,
         }
     }
 }
