@@ -126,6 +126,32 @@ fn mcus_under_qemu_match_posix_tokens_and_repeat_their_cycles() {
     }
 }
 
+/// The stories260k q8_0 model, generated into `dir`.
+fn q8_model(dir: &Path) -> std::path::PathBuf {
+    let model = dir.join("m.ltlm");
+    run_ok(&[
+        "model",
+        "gen",
+        "--preset",
+        "stories260k",
+        "--quant",
+        "q8_0",
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    model
+}
+
+/// A numeric field of a frame line (`key=` included in `key`).
+fn field(line: &str, key: &str) -> u64 {
+    line.split(' ')
+        .find_map(|f| f.strip_prefix(key))
+        .and_then(|v| v.split('*').next())
+        .unwrap_or_else(|| panic!("{key} in {line:?}"))
+        .parse()
+        .unwrap()
+}
+
 /// A frame as the protocol writes it (CRC-16/CCITT-FALSE over the body).
 fn frame(body: &str) -> String {
     let mut c: u16 = 0xFFFF;
@@ -187,16 +213,8 @@ fn session_on_m4(image: &Path, model: &Path) -> (Vec<u64>, Vec<u64>, String) {
             mem = line.clone();
         }
         if line.contains("ph=d") {
-            let field = |k: &str| -> u64 {
-                line.split(' ')
-                    .find_map(|f| f.strip_prefix(k))
-                    .and_then(|v| v.split('*').next())
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            };
-            ids.push(field("id="));
-            cyc.push(field("cyc="));
+            ids.push(field(&line, "id="));
+            cyc.push(field(&line, "cyc="));
         }
     }
     drop(stdin);
@@ -229,34 +247,19 @@ fn reported_memory_agrees_with_the_linker_map() {
         .collect();
     let (sdata, ebss, top) = (syms["_sdata"], syms["_ebss"], syms["_stack_top"]);
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("m.ltlm");
-    run_ok(&[
-        "model",
-        "gen",
-        "--preset",
-        "stories260k",
-        "--quant",
-        "q8_0",
-        "-o",
-        model.to_str().unwrap(),
-    ]);
+    let model = q8_model(dir.path());
     let (_, _, mem) = session_on_m4(&image, &model);
-    let field = |k: &str| -> u64 {
-        mem.split(' ')
-            .find_map(|f| f.strip_prefix(k))
-            .and_then(|v| v.split('*').next())
-            .unwrap_or_else(|| panic!("{k} in {mem:?}"))
-            .parse()
-            .unwrap()
-    };
     // Static RAM is .data + .bss (the arena included) exactly as linked.
-    assert_eq!(field("static="), ebss - sdata, "{mem}");
+    assert_eq!(field(&mem, "static="), ebss - sdata, "{mem}");
     // The stack high-water mark comes from painting in 4-byte words below the stack top.
-    let stack = field("stack=");
-    assert!(stack > 0 && stack % 4 == 0 && stack < top - ebss, "{mem}");
+    let stack = field(&mem, "stack=");
+    assert!(
+        stack > 0 && stack.is_multiple_of(4) && stack < top - ebss,
+        "{mem}"
+    );
     println!(
         "static {} B (linker: {} B), stack high-water {stack} B",
-        field("static="),
+        field(&mem, "static="),
         ebss - sdata
     );
 }
@@ -279,17 +282,7 @@ fn the_dsp_q8_kernel_is_bit_exact_and_faster() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("m.ltlm");
-    run_ok(&[
-        "model",
-        "gen",
-        "--preset",
-        "stories260k",
-        "--quant",
-        "q8_0",
-        "-o",
-        model.to_str().unwrap(),
-    ]);
+    let model = q8_model(dir.path());
     let (ids_plain, cyc_plain) = decode_on_m4(&plain, &model);
     let (ids_dsp, cyc_dsp) = decode_on_m4(&dsp, &model);
     assert_eq!(ids_plain.len(), 16);
