@@ -113,6 +113,19 @@ fn three_boards_profile_and_the_summary_matches_the_tokens() {
         "alignment error {aligned} µs"
     );
     assert!(timing.contains("host CPU"), "{timing}");
+    // Each run's sensor window reaches past both ends, so its energy is integrated over the
+    // whole run however short it is.
+    let bracketed = f64s(
+        &c,
+        "SELECT count(*) FROM (
+            SELECT p.run_id FROM power_samples p JOIN run_summary s USING (run_id)
+            GROUP BY p.run_id HAVING min(p.t_us) < 0 AND max(p.t_us) > any_value(s.e2e_ms) * 1000)",
+    );
+    assert_eq!(
+        bracketed[0],
+        Some(6.0),
+        "samples before and after every run"
+    );
     // Operator breakdown and memory per run.
     let (ops, mem): (i64, i64) = c
         .query_row(

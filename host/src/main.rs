@@ -20,6 +20,7 @@ mod sense;
 mod serial;
 mod serve;
 mod store;
+mod window;
 
 use std::process::ExitCode;
 

@@ -40,6 +40,7 @@ use crate::{
     sense::{sample_loop, stop_flag, Meta},
     serial::{Link, LinkEnd, Pty, RxFrame},
     store::{ingest, Rec, Store, TokenRow},
+    window::Window,
     BadInput, Failed,
 };
 
@@ -154,9 +155,6 @@ struct ModelPlan {
     file: ModelFile,
     prompt_ids: Vec<u32>,
 }
-
-/// The run a board is in, for stamping its sensor's samples.
-type Current = Mutex<Option<(Arc<str>, Instant)>>;
 
 /// Raw token event as received.
 struct Tok {
@@ -302,37 +300,27 @@ impl BoardJob<'_> {
     /// Runs every model on this board. Returns the run ids recorded.
     fn run(mut self) -> Vec<Arc<str>> {
         let mut ids = vec![];
-        let current: Arc<Current> = Arc::new(Mutex::new(None));
+        let sensor = self.sensor.take();
+        let start = Instant::now();
+        let period = sensor
+            .as_ref()
+            .and_then(|(_, meta)| Duration::try_from_secs_f64(1.0 / meta.rate_hz).ok());
+        let window = Window::new(period, start);
         let board_stop = AtomicBool::new(false);
         let session_id: Arc<str> = format!("{}-{}", self.batch, self.name()).into();
-        let start = Instant::now();
-        let sensor = self.sensor.take();
         let tx = self.tx.clone();
         std::thread::scope(|scope| {
-            // The board's sensor samples for the whole session; samples inside a run carry its id
-            // and time from its t = 0.
+            // The board's sensor samples for the whole session; samples inside a run's window
+            // carry its id and time from its t = 0.
             let sampler = sensor.map(|(dev, meta)| {
-                let cur = current.clone();
+                let window = &window;
                 let stop = &board_stop;
                 let session = session_id.clone();
                 let tx = tx.clone();
                 std::thread::Builder::new()
                     .name(format!("sample-{}", meta.name))
                     .spawn_scoped(scope, move || {
-                        let stamp = move |t0: Instant, t1: Instant| {
-                            let mid = t0 + (t1 - t0) / 2;
-                            match &*cur.lock().unwrap_or_else(|p| p.into_inner()) {
-                                Some((id, origin)) => (
-                                    Some(id.clone()),
-                                    if mid >= *origin {
-                                        (mid - *origin).as_micros() as i64
-                                    } else {
-                                        -((*origin - mid).as_micros() as i64)
-                                    },
-                                ),
-                                None => (None, (mid - start).as_micros() as i64),
-                            }
-                        };
+                        let stamp = |t0: Instant, t1: Instant| window.stamp(t0, t1);
                         sample_loop(dev, &meta, session, start, None, stop, &stamp, tx)
                     })
                     .expect("spawn sampler")
@@ -341,7 +329,7 @@ impl BoardJob<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                ids.extend(self.run_model(m, midx, &current));
+                ids.extend(self.run_model(m, midx, &window));
             }
             board_stop.store(true, Ordering::Relaxed);
             if let Some(h) = sampler {
@@ -367,7 +355,7 @@ impl BoardJob<'_> {
     }
 
     /// One model on this board: boot with it, handshake, warm-up and measured runs, power off.
-    fn run_model(&self, m: &ModelPlan, midx: usize, current: &Current) -> Vec<Arc<str>> {
+    fn run_model(&self, m: &ModelPlan, midx: usize, window: &Window) -> Vec<Arc<str>> {
         let name = self.name().to_string();
         let ctx = m.prompt_ids.len() + self.args.tokens as usize;
         let fit = model::fit(&m.file.cfg, m.file.bytes.len() as u64, &self.profile, ctx);
@@ -449,7 +437,7 @@ impl BoardJob<'_> {
                     if warm { "warm-up" } else { "running" },
                     run_id.as_deref(),
                 );
-                let res = self.one_run(&mut link, &mut session, m, run_id.clone(), current, &label);
+                let res = self.one_run(&mut link, &mut session, m, run_id.clone(), window, &label);
                 self.state(true, "idle", None);
                 let failed = res.outcome.status != "ok";
                 let msg = format!(
@@ -558,16 +546,17 @@ impl BoardJob<'_> {
         session: &mut BoardSessionBox,
         m: &ModelPlan,
         run_id: Option<Arc<str>>,
-        current: &Current,
+        window: &Window,
         label: &str,
     ) -> RunResult {
         let name = self.name().to_string();
         let n = m.prompt_ids.len();
         let total = (n + self.args.tokens as usize) as u32;
-        let t0 = Instant::now();
-        if let Some(id) = &run_id {
-            *current.lock().unwrap_or_else(|p| p.into_inner()) = Some((id.clone(), t0));
-        }
+        // Warm-up runs are not measured: no window, t = 0 is now.
+        let t0 = match &run_id {
+            Some(id) => window.open(id.clone()),
+            None => Instant::now(),
+        };
         let mut res = RunResult {
             toks: vec![],
             ops: None,
@@ -674,7 +663,9 @@ impl BoardJob<'_> {
             }
         }
         res.end = Instant::now();
-        *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if run_id.is_some() {
+            window.close(res.end);
+        }
         res
     }
 
