@@ -479,3 +479,34 @@ fn ctrl_c_marks_runs_aborted_and_keeps_what_was_measured() {
     assert_eq!(running, 0, "no run is left 'running'");
     assert!(ok_tokens > 0);
 }
+
+#[test]
+fn bench_memory_measures_a_real_run_against_the_budget() {
+    let (dir, lab) = virtual_lab();
+    let o = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "bench", "memory"])
+        .args(["--tokens", "20", "--repeat", "1"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let peak: f64 = out
+        .split("peak RSS ")
+        .nth(1)
+        .and_then(|s| s.split(" MB").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in: {out}"));
+    assert!((5.0..2000.0).contains(&peak), "{out}");
+    assert!(
+        out.contains("x the 50 MB budget") && out.contains("file-backed"),
+        "{out}"
+    );
+    // It was a real run: three boards' results are in the lab's database.
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM runs WHERE status = 'ok'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 3);
+}

@@ -282,6 +282,20 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 10)]
         rounds: usize,
     },
+    /// Host memory of a profiling run: runs `labctl run` on the lab (`--lab`) as a child process,
+    /// samples its resident set, and prints the peak against the 50 MB budget with its split into
+    /// private (anonymous) memory and file-backed code pages.
+    Memory {
+        /// Tokens generated per run.
+        #[arg(long, default_value_t = 100)]
+        tokens: u32,
+        /// Measured runs per board.
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// The budget the peak is compared with, in MB.
+        #[arg(long, default_value_t = 50.0)]
+        budget_mb: f64,
+    },
     /// Sample ingest: the store path (batches through the writer) vs a bare DuckDB Appender loop.
     Ingest {
         /// Rows per measurement.

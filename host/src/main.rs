@@ -39,6 +39,13 @@ pub struct BadInput(pub String);
 pub struct Failed(pub String);
 
 fn main() -> ExitCode {
+    // One lab thread per board and sensor: glibc would give each its own malloc arena (MBs of
+    // mostly idle memory on a Pi); two arenas are plenty for this traffic.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: called before any other thread exists; only sets a tuning parameter.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -81,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => relay::cmd_power(&cli.lab, &board, action, off_time, json),
         Command::Boards { json } => boards::cmd_boards(&cli.lab, json),
         Command::Sense(args) => sense::cmd_sense(&cli.lab, args),
-        Command::Bench { what } => bench::cmd_bench(what),
+        Command::Bench { what } => bench::cmd_bench(&cli.lab, what),
         Command::Model { cmd } => {
             let lab = lab::load_optional(&cli.lab)?;
             model::cmd_model(cmd, lab.as_ref())

@@ -299,20 +299,25 @@ impl Store {
                 message: format!("cannot create directory {}: {e}", dir.display()),
             })?;
         }
-        let conn = Connection::open(path).map_err(|e| {
-            let msg = e.to_string();
-            if msg.contains("lock") || msg.contains("Conflicting") {
-                StoreError::Busy {
-                    path: path.to_path_buf(),
-                    holder: describe_holder(path),
+        // The writer only appends and runs small queries: one DuckDB thread is enough, and each
+        // worker thread costs memory on a Pi.
+        let conn = duckdb::Config::default()
+            .threads(1)
+            .and_then(|cfg| Connection::open_with_flags(path, cfg))
+            .map_err(|e| {
+                let msg = e.to_string();
+                if msg.contains("lock") || msg.contains("Conflicting") {
+                    StoreError::Busy {
+                        path: path.to_path_buf(),
+                        holder: describe_holder(path),
+                    }
+                } else {
+                    StoreError::Db {
+                        path: path.to_path_buf(),
+                        source: e,
+                    }
                 }
-            } else {
-                StoreError::Db {
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
+            })?;
         let store = Store {
             conn,
             path: path.to_path_buf(),
