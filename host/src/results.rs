@@ -328,6 +328,14 @@ pub const COMPARE_METRICS: &[&str] = &[
     "flash_kb",
 ];
 
+/// Metrics `compare` knows besides the default ones.
+const EXTRA_METRICS: &[&str] = &["itl_p99_ms", "e2e_ms", "energy_mj", "cycles_per_token"];
+
+/// Per run: the median of the board's cycle counter over its decode tokens (SysTick ticks on the
+/// QEMU boards), for comparing kernels by cycles rather than host-dependent time.
+const CYCLES_PER_TOKEN: &str = "(SELECT run_id, median(cycles) AS cycles_per_token FROM tokens \
+     WHERE phase = 'decode' AND cycles IS NOT NULL GROUP BY run_id)";
+
 const GROUPS: &[&str] = &["board", "platform", "profile", "model", "quant"];
 
 /// `labctl compare`: per group, the median of each metric over its `ok` runs with the p10–p90
@@ -355,12 +363,11 @@ pub fn cmd_compare(
         metrics.to_vec()
     };
     for m in &metrics {
-        if !COMPARE_METRICS.contains(&m.as_str())
-            && !["e2e_ms", "itl_p99_ms", "energy_mj"].contains(&m.as_str())
-        {
+        if !COMPARE_METRICS.contains(&m.as_str()) && !EXTRA_METRICS.contains(&m.as_str()) {
             return Err(BadInput(format!(
-                "--metric {m}: one of {}, itl_p99_ms, e2e_ms, energy_mj",
-                COMPARE_METRICS.join(", ")
+                "--metric {m}: one of {}, {}",
+                COMPARE_METRICS.join(", "),
+                EXTRA_METRICS.join(", ")
             ))
             .into());
         }
@@ -375,8 +382,13 @@ pub fn cmd_compare(
     let aggs = metrics
         .iter()
         .map(|m| {
+            let col = if m == "cycles_per_token" {
+                "c.cycles_per_token".to_string()
+            } else {
+                format!("s.{m}")
+            };
             format!(
-                "median(s.{m}) AS {m}_median, quantile_cont(s.{m}, 0.1) AS {m}_p10, quantile_cont(s.{m}, 0.9) AS {m}_p90"
+                "median({col}) AS {m}_median, quantile_cont({col}, 0.1) AS {m}_p10, quantile_cont({col}, 0.9) AS {m}_p90"
             )
         })
         .collect::<Vec<_>>()
@@ -390,9 +402,14 @@ pub fn cmd_compare(
     } else {
         ("", "")
     };
+    let cyc_join = if metrics.iter().any(|m| m == "cycles_per_token") {
+        format!(" LEFT JOIN {CYCLES_PER_TOKEN} c ON c.run_id = s.run_id")
+    } else {
+        String::new()
+    };
     let sql = format!(
         "SELECT {keys}, count(*) AS runs, {aggs}{acc_cols} \
-         FROM run_summary s JOIN runs r ON r.run_id = s.run_id{acc_join} \
+         FROM run_summary s JOIN runs r ON r.run_id = s.run_id{acc_join}{cyc_join} \
          WHERE r.status = 'ok' GROUP BY {keys} ORDER BY {keys}"
     );
     let mut stmt = conn.prepare(&sql)?;

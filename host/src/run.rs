@@ -521,7 +521,11 @@ impl BoardJob<'_> {
                 "board speaks protocol {proto}, this labctl speaks {PROTOCOL_VERSION}"
             ));
         }
-        let fw = fr.get("fw").unwrap_or("?").to_string();
+        // The kernel variant is part of what ran: `0.1.0+dsp` tells DSP builds apart in `runs`.
+        let fw = match (fr.get("fw").unwrap_or("?"), fr.get("kernels")) {
+            (v, Some(k)) if k != "plain" => format!("{v}+{k}"),
+            (v, _) => v.to_string(),
+        };
         let info = ask(link, "INFO", "MODEL")?;
         let f = info.frame();
         let want = &m.file.cfg;

@@ -61,7 +61,8 @@ fn ready<P: Port>(port: &mut P) {
         .field("platform", platform)
         .field("clock_hz", hz)
         .field("ram", ram)
-        .field("flash", flash);
+        .field("flash", flash)
+        .field("kernels", crate::quant::KERNELS);
     if let Some(line) = w.finish() {
         port.write(line);
     }

@@ -13,6 +13,13 @@
 //! the inner products are integer sums, identical on every core; only the per-block scaling is
 //! floating point, always in the same order.
 
+/// Which dot-product kernels this build uses (the firmware reports it in `READY`).
+pub const KERNELS: &str = if cfg!(all(feature = "dsp", target_arch = "arm")) {
+    "dsp"
+} else {
+    "plain"
+};
+
 /// Weights per block.
 pub const GROUP: usize = 32;
 
@@ -263,6 +270,74 @@ fn dot_i8(w: &[u8], x: &[i8]) -> i32 {
     acc
 }
 
+/// Integer dot product of a q4_0 block's 32 nibbles (weight 2j low, 2j+1 high in byte j; value
+/// nibble − 8) with 32 quantized activations whose sum is `xsum`.
+#[cfg(not(all(feature = "dsp", target_arch = "arm")))]
+#[inline]
+fn dot_q4(w: &[u8], x: &[i8], _xsum: i32) -> i32 {
+    let mut s = 0i32;
+    for j in 0..GROUP / 2 {
+        let byte = w[j];
+        s += i32::from((byte & 0xF) as i8 - 8) * i32::from(x[2 * j]);
+        s += i32::from((byte >> 4) as i8 - 8) * i32::from(x[2 * j + 1]);
+    }
+    s
+}
+
+/// The same with the DSP extension, 8 weights per step. The nibbles are used unsigned and the
+/// −8 offset is applied once as −8·Σx (exact integer algebra, so bit-exact with the plain loop).
+/// A weight word holds weights 0,2,4,6 in its low nibbles and 1,3,5,7 in its high ones; UXTB16
+/// gives the halfword pairs (0,4), (2,6), (1,5), (3,7), and PKHBT/PKHTB pair the activations the
+/// same way from two SXTB16-unpacked activation words.
+#[cfg(all(feature = "dsp", target_arch = "arm"))]
+#[inline]
+fn dot_q4(w: &[u8], x: &[i8], xsum: i32) -> i32 {
+    let mut acc = 0i32;
+    for i in 0..GROUP / 8 {
+        let ww = u32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]]);
+        let xb = |o: usize| {
+            u32::from_le_bytes([x[o] as u8, x[o + 1] as u8, x[o + 2] as u8, x[o + 3] as u8])
+        };
+        let (xa, xc) = (xb(8 * i), xb(8 * i + 4));
+        let (lo, hi) = (ww & 0x0F0F_0F0F, (ww >> 4) & 0x0F0F_0F0F);
+        // SAFETY: register-only arithmetic, no memory access.
+        unsafe {
+            core::arch::asm!(
+                // activations: ae=(x0,x2) xa=(x1,x3) ce=(x4,x6) xc=(x5,x7)
+                "sxtb16 {ae}, {xa}",
+                "sxtb16 {xa}, {xa}, ror #8",
+                "sxtb16 {ce}, {xc}",
+                "sxtb16 {xc}, {xc}, ror #8",
+                // even weights: (w0,w4)·(x0,x4) + (w2,w6)·(x2,x6)
+                "uxtb16 {t}, {lo}",
+                "pkhbt {p}, {ae}, {ce}, lsl #16",
+                "smlad {acc}, {t}, {p}, {acc}",
+                "uxtb16 {t}, {lo}, ror #8",
+                "pkhtb {p}, {ce}, {ae}, asr #16",
+                "smlad {acc}, {t}, {p}, {acc}",
+                // odd weights: (w1,w5)·(x1,x5) + (w3,w7)·(x3,x7)
+                "uxtb16 {t}, {hi}",
+                "pkhbt {p}, {xa}, {xc}, lsl #16",
+                "smlad {acc}, {t}, {p}, {acc}",
+                "uxtb16 {t}, {hi}, ror #8",
+                "pkhtb {p}, {xc}, {xa}, asr #16",
+                "smlad {acc}, {t}, {p}, {acc}",
+                xa = inout(reg) xa => _,
+                xc = inout(reg) xc => _,
+                lo = in(reg) lo,
+                hi = in(reg) hi,
+                ae = out(reg) _,
+                ce = out(reg) _,
+                t = out(reg) _,
+                p = out(reg) _,
+                acc = inout(reg) acc,
+                options(pure, nomem, nostack),
+            );
+        }
+    }
+    acc - 8 * xsum
+}
+
 /// Dot product of one weight row (`nb` blocks starting at `row`) with a quantized activation, or
 /// with the f32 activation `x` for `f32` weights (the reference path).
 pub fn dot_row(q: Quant, row: &[u8], nb: usize, a: &QAct<'_>, x: &[f32]) -> f32 {
@@ -285,12 +360,7 @@ pub fn dot_row(q: Quant, row: &[u8], nb: usize, a: &QAct<'_>, x: &[f32]) -> f32 
                 acc += s as f32 * f32_at(b, 0) * a.scale[k];
             }
             Quant::Q4_0 => {
-                let mut s = 0i32;
-                for j in 0..GROUP / 2 {
-                    let byte = b[4 + j];
-                    s += i32::from((byte & 0xF) as i8 - 8) * i32::from(xq[2 * j]);
-                    s += i32::from((byte >> 4) as i8 - 8) * i32::from(xq[2 * j + 1]);
-                }
+                let s = dot_q4(&b[4..4 + GROUP / 2], xq, a.sum[k]);
                 acc += s as f32 * f32_at(b, 0) * a.scale[k];
             }
             Quant::Q3 => {

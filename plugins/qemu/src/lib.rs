@@ -40,7 +40,13 @@ struct Machine {
     target: &'static str,
     /// Where the model partition starts (the image's linker script says the same).
     model_addr: &'static str,
+    /// The image built with the DSP-extension kernels (`--features dsp`), kept apart from the
+    /// plain one: `<image>-dsp` beside labctl, or cargo's `fw-dsp` target directory.
+    dsp: bool,
 }
+
+/// Where the DSP variant of an image is built (`--target-dir <target>/fw-dsp`).
+const DSP_TARGET_DIR: &str = "fw-dsp";
 
 const MACHINES: &[Machine] = &[
     Machine {
@@ -55,6 +61,7 @@ const MACHINES: &[Machine] = &[
         image: "labctl-fw-qemu-mps2",
         target: "thumbv7em-none-eabihf",
         model_addr: "0x00100000",
+        dsp: false,
     },
     Machine {
         profile: "cortex-m7-216",
@@ -68,6 +75,7 @@ const MACHINES: &[Machine] = &[
         image: "labctl-fw-qemu-mps2",
         target: "thumbv7em-none-eabihf",
         model_addr: "0x00100000",
+        dsp: false,
     },
     Machine {
         profile: "riscv64-k210-400",
@@ -81,6 +89,35 @@ const MACHINES: &[Machine] = &[
         image: "labctl-fw-qemu-riscv",
         target: "riscv64gc-unknown-none-elf",
         model_addr: "0x86000000",
+        dsp: false,
+    },
+    Machine {
+        profile: "cortex-m4-168-dsp",
+        description: "the Cortex-M4F class board running the firmware built with the DSP-extension kernels (SMLAD)",
+        cpu: "Cortex-M4F",
+        clock_hz: 168_000_000,
+        ram_kib: 4096,
+        flash_kib: 4096,
+        qemu: "qemu-system-arm",
+        args: &["-M", "mps2-an386"],
+        image: "labctl-fw-qemu-mps2",
+        target: "thumbv7em-none-eabihf",
+        model_addr: "0x00100000",
+        dsp: true,
+    },
+    Machine {
+        profile: "cortex-m7-216-dsp",
+        description: "the Cortex-M7 class board running the firmware built with the DSP-extension kernels (SMLAD)",
+        cpu: "Cortex-M7",
+        clock_hz: 216_000_000,
+        ram_kib: 4096,
+        flash_kib: 4096,
+        qemu: "qemu-system-arm",
+        args: &["-M", "mps2-an500"],
+        image: "labctl-fw-qemu-mps2",
+        target: "thumbv7em-none-eabihf",
+        model_addr: "0x00100000",
+        dsp: true,
     },
 ];
 
@@ -136,11 +173,38 @@ extern "C" fn profiles() -> RVec<BoardProfile> {
 /// labctl keeps firmware).
 fn find_image(posix_firmware: &str, m: &Machine) -> Option<PathBuf> {
     let dir = Path::new(posix_firmware).parent()?;
-    let mut candidates = vec![dir.join(m.image), dir.join("firmware").join(m.image)];
+    let file = if m.dsp {
+        format!("{}-dsp", m.image)
+    } else {
+        m.image.to_string()
+    };
+    let mut candidates = vec![dir.join(&file), dir.join("firmware").join(&file)];
     if let Some(target) = dir.parent() {
+        let target = if m.dsp {
+            target.join(DSP_TARGET_DIR)
+        } else {
+            target.to_path_buf()
+        };
         candidates.push(target.join(m.target).join("release").join(m.image));
     }
     candidates.into_iter().find(|p| p.is_file())
+}
+
+/// The command that builds a machine's image where [`find_image`] looks.
+fn build_hint(m: &Machine) -> String {
+    let port = m.image.trim_start_matches("labctl-fw-");
+    let mut cmd = format!(
+        "cargo build --release --manifest-path firmware/ports/{port}/Cargo.toml --target {}",
+        m.target
+    );
+    if m.dsp {
+        cmd += &format!(
+            " --features dsp --target-dir \"${{CARGO_TARGET_DIR:-target}}/{DSP_TARGET_DIR}\""
+        );
+    } else {
+        cmd += " --target-dir \"${CARGO_TARGET_DIR:-target}\"";
+    }
+    cmd
 }
 
 struct QemuBoard {
@@ -247,11 +311,10 @@ extern "C" fn open_board(
             PluginError::new(
                 ErrorKind::InvalidConfig,
                 format!(
-                    "bare-metal image {} not found beside labctl: build it with \
-                     cargo build --release --manifest-path firmware/ports/{}/Cargo.toml --target {}",
+                    "bare-metal image {}{} not found beside labctl: build it with {}",
                     machine.image,
-                    machine.image.trim_start_matches("labctl-fw-"),
-                    machine.target
+                    if machine.dsp { " (DSP kernels)" } else { "" },
+                    build_hint(machine)
                 ),
             )
         })?;

@@ -140,12 +140,16 @@ fn systick_init() {
     }
 }
 
-/// Waits for the next SysTick edge. Serial I/O and waiting for the host take a number of
-/// instructions that depends on the host's pace; starting each measured stretch on a tick edge
-/// makes the ticks it counts depend on its own instructions only (deterministic under -icount).
-fn align_to_tick() {
-    let v = unsafe { read_volatile(SYST_CVR as *const u32) };
-    while unsafe { read_volatile(SYST_CVR as *const u32) } == v {}
+/// Restarts SysTick's tick phase here. Serial I/O and waiting for the host take a number of
+/// instructions that depends on the host's pace, so the instant a measured stretch starts falls
+/// anywhere within a tick. Writing the current-value register restarts the tick period at this
+/// instruction (QEMU reloads its timer from "now"), so the ticks a stretch counts depend on its
+/// own instructions only: deterministic under -icount. The part-tick since the last edge is
+/// dropped (under one tick per stretch).
+fn restart_ticks(clock: &mut Mps2) {
+    clock.cycles();
+    unsafe { write_volatile(SYST_CVR as *mut u32, 0) };
+    clock.last = 0;
 }
 
 struct Mps2 {
@@ -182,11 +186,11 @@ impl Port for Mps2 {
                 write_volatile(UART_DATA as *mut u32, u32::from(b));
             }
         }
-        align_to_tick();
+        restart_ticks(self);
     }
     fn phase(&mut self, computing: bool) {
         if computing {
-            align_to_tick();
+            restart_ticks(self);
         }
     }
     fn micros(&mut self) -> u64 {

@@ -1,7 +1,8 @@
 //! The `qemu-riscv` port of the profiling firmware: RV64GC (the K210 class) on QEMU's `virt`
 //! machine in machine mode. Startup (stack, FPU on, .bss), the NS16550 UART as the serial line,
-//! the CLINT's `mtime` (10 MHz) as the cycle counter (with `-icount` it follows the instruction
-//! count, so counts are deterministic), the model read in place from its partition (placed by
+//! the CLINT's `mtime` (10 MHz) as the clock, `mcycle` as the cycle counter (under `-icount`
+//! QEMU derives it from the instruction count: one per instruction at shift=0, so counts are
+//! exact and deterministic), the model read in place from its partition (placed by
 //! QEMU's `-device loader`), and a painted stack for the high-water mark.
 
 #![no_std]
@@ -18,7 +19,9 @@ use fwcore::{
 };
 
 /// The CLINT timer's frequency on QEMU's virt machine.
-const CLOCK_HZ: u64 = 10_000_000;
+const MTIME_HZ: u64 = 10_000_000;
+/// `mcycle`'s rate under `-icount shift=0`: QEMU returns its virtual clock in nanoseconds.
+const CYCLE_HZ: u64 = 1_000_000_000;
 const RAM_BYTES: u64 = 96 << 20;
 const FLASH_BYTES: u64 = 32 << 20;
 
@@ -58,10 +61,11 @@ fn mtime() -> u64 {
     unsafe { read_volatile(MTIME as *const u64) }
 }
 
-/// Waits for the next timer tick, so each measured stretch starts on a tick edge.
-fn align_to_tick() {
-    let t = mtime();
-    while mtime() == t {}
+fn mcycle() -> u64 {
+    let c: u64;
+    // SAFETY: reads a machine-mode counter CSR; no memory access.
+    unsafe { core::arch::asm!("csrr {}, mcycle", out(reg) c, options(nomem, nostack)) };
+    c
 }
 
 unsafe fn paint_stack() {
@@ -90,7 +94,7 @@ struct Virt {
 
 impl Clock for Virt {
     fn cycles(&mut self) -> u64 {
-        mtime()
+        mcycle()
     }
 }
 
@@ -108,10 +112,9 @@ impl Port for Virt {
                 write_volatile(UART as *mut u8, b);
             }
         }
-        align_to_tick();
     }
     fn micros(&mut self) -> u64 {
-        mtime() / (CLOCK_HZ / 1_000_000)
+        mtime() / (MTIME_HZ / 1_000_000)
     }
     fn memory(&mut self) -> (u64, u64, u64) {
         (self.static_bytes, 0, stack_high_water())
@@ -120,18 +123,13 @@ impl Port for Virt {
         "riscv64-virt"
     }
     fn clock_hz(&self) -> u64 {
-        CLOCK_HZ
+        CYCLE_HZ
     }
     fn ram_bytes(&self) -> u64 {
         RAM_BYTES
     }
     fn flash_bytes(&self) -> u64 {
         FLASH_BYTES
-    }
-    fn phase(&mut self, computing: bool) {
-        if computing {
-            align_to_tick();
-        }
     }
 }
 
