@@ -76,6 +76,7 @@ pub fn sample_loop<M: From<Vec<SampleRow>>>(
     stamp: Stamp<'_>,
     tx: mpsc::Sender<M>,
 ) -> Report {
+    clock::precise_timers();
     let mut rep = Report::default();
     let period_ns = (1e9 / meta.rate_hz) as u64;
     // About 20 batches a second per sensor: cheap to send, fresh on screen.
