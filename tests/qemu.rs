@@ -1,7 +1,7 @@
-//! The bare-metal firmware on Cortex-M4F, Cortex-M7 and RV64GC under QEMU, driven by the real `labctl`
-//! through the `qemu` platform plugin: the same model and prompt give the same token ids as the
-//! posix firmware (integer kernels are bit-exact), and cycle counts repeat run to run (within
-//! one SysTick tick).
+//! The bare-metal firmware on Cortex-M4F, Cortex-M7 (plain and DSP kernels), RV64GC and RV32IMAFC
+//! under QEMU, driven by the real `labctl` through the `qemu` platform plugin: the same model and
+//! prompt give the same token ids as the posix firmware (integer kernels are bit-exact), and every
+//! token's cycle count repeats exactly run to run.
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
@@ -12,7 +12,7 @@ fn have_qemu() -> bool {
     let ok = Command::new("sh")
         .args([
             "-c",
-            "command -v qemu-system-arm && command -v qemu-system-riscv64",
+            "command -v qemu-system-arm && command -v qemu-system-riscv64 && command -v qemu-system-riscv32",
         ])
         .output()
         .map(|o| o.status.success())
@@ -23,6 +23,8 @@ fn have_qemu() -> bool {
             && t.join("riscv64gc-unknown-none-elf/release/labctl-fw-qemu-riscv")
                 .is_file()
             && t.join("fw-dsp/thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2")
+                .is_file()
+            && t.join("riscv32imafc-unknown-none-elf/release/labctl-fw-qemu-riscv")
                 .is_file()
     });
     if !(ok && image) {
@@ -98,7 +100,7 @@ fn mcus_under_qemu_match_posix_tokens_and_repeat_their_cycles() {
         );
     }
     // Two runs on one core: the same cycles for every token.
-    for board in ["m4", "m7", "rv64", "m4-dsp"] {
+    for board in ["m4", "m7", "rv64", "m4-dsp", "rv32"] {
         let runs: Vec<&Vec<(i64, i64)>> = q
             .iter()
             .filter(|((b, _), _)| b == board)

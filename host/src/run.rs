@@ -1219,8 +1219,16 @@ fn print_summary(rows: &[SummaryRow], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let f = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |x| format!("{x:.p$}"));
+    // The text columns as wide as their longest entry.
+    let width = |head: &str, get: &dyn Fn(&SummaryRow) -> usize| {
+        rows.iter().map(get).fold(head.len(), usize::max)
+    };
+    let wb = width("board", &|r| r.board.len());
+    let wp = width("profile", &|r| r.profile.as_deref().map_or(1, str::len));
+    let wm = width("model", &|r| r.model.as_deref().map_or(1, str::len));
+    let ws = width("status", &|r| r.status.len());
     println!(
-        "{:<16} {:<8} {:<22} {:<6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
+        "{:<wb$} {:<wp$} {:<wm$} {:<ws$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
         "board",
         "profile",
         "model",
@@ -1237,7 +1245,7 @@ fn print_summary(rows: &[SummaryRow], json: bool) -> anyhow::Result<()> {
     );
     for r in rows {
         println!(
-            "{:<16} {:<8} {:<22} {:<6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
+            "{:<wb$} {:<wp$} {:<wm$} {:<ws$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
             r.board,
             r.profile.as_deref().unwrap_or("-"),
             r.model.as_deref().unwrap_or("-"),

@@ -1,7 +1,7 @@
 //! The `qemu` platform plugin: boards that are QEMU machines running the bare-metal firmware
 //! (`firmware/ports/qemu-mps2`, `firmware/ports/qemu-riscv`) on a real instruction set. Power on =
-//! start `qemu-system-arm` or `qemu-system-riscv64` with
-//! the board's serial line on the pseudo-terminal the host created and the model loaded into the
+//! start `qemu-system-arm`, `qemu-system-riscv64` or `qemu-system-riscv32` with the board's
+//! serial line on the pseudo-terminal the host created and the model loaded into the
 //! flash partition; `-icount` makes virtual time follow the instruction count, so the firmware's
 //! cycle counts are deterministic. Wall-clock timings of these boards are QEMU's speed on the
 //! host; the `cycles` columns are the meaningful figures (docs/simulation.md).
@@ -92,6 +92,20 @@ const MACHINES: &[Machine] = &[
         dsp: false,
     },
     Machine {
+        profile: "riscv32-bl602-192",
+        description: "RV32IMAFC, Bouffalo BL602 class (QEMU virt, 32-bit): 276 KB SRAM budget (200 KB of it the firmware's arena), model in a 4 MiB flash partition",
+        cpu: "RV32IMAFC",
+        clock_hz: 192_000_000,
+        ram_kib: 276,
+        flash_kib: 4096,
+        qemu: "qemu-system-riscv32",
+        args: &["-M", "virt", "-bios", "none"],
+        image: "labctl-fw-qemu-riscv",
+        target: "riscv32imafc-unknown-none-elf",
+        model_addr: "0x86000000",
+        dsp: false,
+    },
+    Machine {
         profile: "cortex-m4-168-dsp",
         description: "the Cortex-M4F class board running the firmware built with the DSP-extension kernels (SMLAD)",
         cpu: "Cortex-M4F",
@@ -141,7 +155,7 @@ extern "C" fn info() -> PluginInfo {
     plugin_info(
         "qemu",
         env!("CARGO_PKG_VERSION"),
-        "emulated MCUs: the bare-metal firmware on Cortex-M4F/M7 under QEMU with -icount",
+        "emulated MCUs: the bare-metal firmware on Cortex-M4F/M7, RV64GC and RV32IMAFC under QEMU with -icount",
     )
 }
 
@@ -311,7 +325,8 @@ extern "C" fn open_board(
             PluginError::new(
                 ErrorKind::InvalidConfig,
                 format!(
-                    "bare-metal image {}{} not found beside labctl: build it with {}",
+                    "bare-metal image {}{} not found beside labctl: build the images with \
+                     `bash firmware/ports/build.sh`, or this one with {}",
                     machine.image,
                     if machine.dsp { " (DSP kernels)" } else { "" },
                     build_hint(machine)

@@ -1,5 +1,5 @@
-//! The `qemu-riscv` port of the profiling firmware: RV64GC (the K210 class) on QEMU's `virt`
-//! machine in machine mode. Startup (stack, FPU on, .bss), the NS16550 UART as the serial line,
+//! The `qemu-riscv` port of the profiling firmware: RV64GC (the K210 class) or, built for
+//! `riscv32imafc`, RV32 (the BL602 class) on QEMU's `virt` machine in machine mode. Startup (stack, FPU on, .bss), the NS16550 UART as the serial line,
 //! the CLINT's `mtime` (10 MHz) as the clock, `mcycle` as the cycle counter (under `-icount`
 //! QEMU derives it from the instruction count: one per instruction at shift=0, so counts are
 //! exact and deterministic), the model read in place from its partition (placed by
@@ -52,20 +52,67 @@ core::arch::global_asm!(
     "1: j 1b",
 );
 
+/// Room for the inference state: the K210 class has megabytes; the BL602 class has 276 KB of
+/// SRAM in all, so its arena is what is left after firmware data and stack.
+#[cfg(target_pointer_width = "64")]
 const ARENA_BYTES: usize = 5 << 20;
+#[cfg(target_pointer_width = "32")]
+const ARENA_BYTES: usize = 200 << 10;
 #[repr(C, align(8))]
 struct Arena([u8; ARENA_BYTES]);
 static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
+#[cfg(target_pointer_width = "64")]
 fn mtime() -> u64 {
     unsafe { read_volatile(MTIME as *const u64) }
 }
 
+/// The 64-bit timer read as two halves, again if the high half moved in between.
+#[cfg(target_pointer_width = "32")]
+fn mtime() -> u64 {
+    loop {
+        let (hi, lo, hi2) = unsafe {
+            (
+                read_volatile((MTIME + 4) as *const u32),
+                read_volatile(MTIME as *const u32),
+                read_volatile((MTIME + 4) as *const u32),
+            )
+        };
+        if hi == hi2 {
+            return (u64::from(hi) << 32) | u64::from(lo);
+        }
+    }
+}
+
+#[cfg(target_pointer_width = "64")]
 fn mcycle() -> u64 {
     let c: u64;
     // SAFETY: reads a machine-mode counter CSR; no memory access.
     unsafe { core::arch::asm!("csrr {}, mcycle", out(reg) c, options(nomem, nostack)) };
     c
+}
+
+/// RV32 reads the counter's halves from `mcycle` and `mcycleh`, again if the high half moved.
+#[cfg(target_pointer_width = "32")]
+fn mcycle() -> u64 {
+    loop {
+        let (hi, lo, hi2): (u32, u32, u32);
+        // SAFETY: reads machine-mode counter CSRs; no memory access.
+        unsafe {
+            core::arch::asm!(
+                "csrr {0}, mcycleh",
+                "csrr {1}, mcycle",
+                "csrr {2}, mcycleh",
+                out(reg) hi,
+                out(reg) lo,
+                out(reg) hi2,
+                options(nomem, nostack),
+            )
+        };
+        if hi == hi2 {
+            return (u64::from(hi) << 32) | u64::from(lo);
+        }
+    }
 }
 
 unsafe fn paint_stack() {
@@ -120,7 +167,11 @@ impl Port for Virt {
         (self.static_bytes, 0, stack_high_water())
     }
     fn platform(&self) -> &str {
-        "riscv64-virt"
+        if cfg!(target_pointer_width = "64") {
+            "riscv64-virt"
+        } else {
+            "riscv32-virt"
+        }
     }
     fn clock_hz(&self) -> u64 {
         CYCLE_HZ

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the bare-metal firmware images into the cargo target directory, where the `qemu`
+# platform plugin looks for them: Cortex-M (plain and DSP kernels), RV64GC and RV32IMAFC.
+# Needs: rustup target add thumbv7em-none-eabihf riscv64gc-unknown-none-elf riscv32imafc-unknown-none-elf
+# With --check, also lints each image (clippy -D warnings) and checks its formatting.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+check=0
+[ "${1:-}" = "--check" ] && check=1
+
+build() { # port, rust target, target dir, extra args…
+  local port=$1 rt=$2 dir=$3
+  shift 3
+  local args=(--release --manifest-path "firmware/ports/$port/Cargo.toml" --target "$rt" --target-dir "$dir" "$@")
+  echo "building $port for $rt${*:+ ($*)}"
+  cargo build --quiet "${args[@]}"
+  if [ $check = 1 ]; then
+    cargo clippy --quiet "${args[@]}" -- -D warnings
+    cargo fmt --manifest-path "firmware/ports/$port/Cargo.toml" -- --check
+  fi
+}
+
+build qemu-mps2 thumbv7em-none-eabihf "$target"
+build qemu-mps2 thumbv7em-none-eabihf "$target/fw-dsp" --features dsp
+build qemu-riscv riscv64gc-unknown-none-elf "$target"
+build qemu-riscv riscv32imafc-unknown-none-elf "$target"
+echo "images are in $target (DSP variant in $target/fw-dsp)"
