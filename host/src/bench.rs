@@ -263,6 +263,9 @@ fn bench_memory(lab: &Path, tokens: u32, repeat: u32, budget_mb: f64) -> anyhow:
         mb(hwm_kb),
         mb(hwm_kb) / budget_mb
     );
+    if cfg!(debug_assertions) {
+        println!("note: this is a debug build of labctl (unoptimised Rust code, DuckDB at -O2); the budget is for the release build (cargo build --release), which builds DuckDB for size");
+    }
     println!(
         "at the sampled peak ({:.1} MB): private/anonymous {:.1} MB, file-backed {:.1} MB (clean code and read-only data pages of the binary and libraries: shared with the page cache, dropped under memory pressure)",
         mb(peak.0 + peak.1),
