@@ -39,7 +39,7 @@ use crate::{
     relay,
     sense::{sample_loop, stop_flag, Meta},
     serial::{Link, LinkEnd, Pty, RxFrame},
-    store::{ingest, Rec, Store, TokenRow},
+    store::{ingest, tee, Rec, Store, TokenRow, LIVE_TICK},
     window::Window,
     BadInput, Failed,
 };
@@ -1048,15 +1048,23 @@ pub fn execute(
             })
             .collect();
         drop(tx);
-        // The publisher sees exactly what was stored, right after it was stored.
-        let stored = ingest(&store, &rx, Duration::from_millis(200), |r| {
-            if let Some(m) = &mqtt {
-                match r {
+        // The publisher gets every record the writer gets, as it arrives (not after DuckDB has
+        // committed it, which now and then takes tens of milliseconds).
+        let rx = match &mqtt {
+            Some(m) => tee(
+                scope,
+                rx,
+                LIVE_TICK,
+                move |r| match r {
                     Some(Rec::Samples(b)) => m.samples(b),
                     Some(Rec::Tokens(t)) => m.tokens(t),
                     _ => m.samples(&[]),
-                }
-            }
+                },
+                move || m.flush(),
+            ),
+            None => rx,
+        };
+        let stored = ingest(&store, &rx, Duration::from_millis(200), |_| {
             progress.draw(false)
         });
         if stored.is_err() {

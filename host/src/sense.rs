@@ -20,7 +20,7 @@ use crate::{
     clock,
     lab::{Rig, Runtime},
     plugins::Catalog,
-    store::{ingest_samples, SampleRow, Store},
+    store::{ingest_samples, tee, SampleRow, Store, LIVE_TICK},
     BadInput, Failed,
 };
 
@@ -396,12 +396,18 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
             })
             .collect();
         drop(tx);
-        let stored = ingest_samples(&store, &rx, Duration::from_millis(200), |b| {
-            if let Some(m) = &mqtt {
-                m.samples(b);
-            }
-            view.update(b)
-        });
+        // MQTT gets each batch as it arrives, not after DuckDB has committed it.
+        let rx = match &mqtt {
+            Some(m) => tee(
+                scope,
+                rx,
+                LIVE_TICK,
+                move |b| m.samples(b.map_or(&[], |b| b)),
+                move || m.flush(),
+            ),
+            None => rx,
+        };
+        let stored = ingest_samples(&store, &rx, Duration::from_millis(200), |b| view.update(b));
         if stored.is_err() {
             // Storage failed: stop sampling, nothing more can be kept.
             stop.store(true, Ordering::Relaxed);

@@ -7,7 +7,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{mpsc::Receiver, Arc},
+    sync::{
+        mpsc::{self, Receiver},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -555,6 +558,44 @@ pub fn ingest<M: Into<Rec>>(
 
 /// [`ingest`] for sample batches only (`sense`, the ingest benchmark): `on_batch` sees each
 /// batch, or an empty slice when a flush interval passes without one.
+/// How often [`tee`] tells an idle live consumer that nothing arrived (the publisher then sends
+/// the batches of sensors that went quiet).
+pub const LIVE_TICK: Duration = Duration::from_millis(50);
+
+/// Hands every record to `live` (the MQTT publisher, a screen) the moment it arrives, then passes
+/// it on to the writer through the returned channel, on a thread of `scope`: live consumers never
+/// wait behind a DuckDB commit or checkpoint (tens of milliseconds at times), and they see the
+/// same records, in the same order, as the database. `live(None)` is called when nothing arrived
+/// for `tick`, and `end()` once the producers are gone (to send what is still held back).
+pub fn tee<'scope, M: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    rx: Receiver<M>,
+    tick: Duration,
+    mut live: impl FnMut(Option<&M>) + Send + 'scope,
+    end: impl FnOnce() + Send + 'scope,
+) -> Receiver<M> {
+    let (tx, out) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("live".into())
+        .spawn_scoped(scope, move || loop {
+            match rx.recv_timeout(tick) {
+                Ok(m) => {
+                    live(Some(&m));
+                    if tx.send(m).is_err() {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => live(None),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    end();
+                    break;
+                }
+            }
+        })
+        .expect("spawn the live thread");
+    out
+}
+
 pub fn ingest_samples(
     store: &Store,
     rx: &Receiver<Vec<SampleRow>>,
