@@ -510,3 +510,70 @@ fn bench_memory_measures_a_real_run_against_the_budget() {
         .unwrap();
     assert_eq!(n, 3);
 }
+
+#[test]
+fn a_sensor_that_stops_acknowledging_marks_its_runs_and_the_lab_carries_on() {
+    let (dir, lab) = virtual_lab();
+    // The esp32s3 board's INA219 (0x40) falls off the simulated bus 200 ms in.
+    let o = labctl()
+        .env("LABCTL_SIM_UNPLUG", "i2c-sim:0x40@200ms")
+        .args(["--lab", lab.to_str().unwrap(), "run"])
+        .args(["--tokens", "100", "--repeat", "100"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(err.contains("sensor failed"), "{err}");
+    assert!(out.contains("partial (power sensor failed"), "{out}");
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    let mut st = c
+        .prepare(
+            "SELECT board, status, count(*), any_value(error),
+                    count(*) FILTER (WHERE s.energy_per_token_mj IS NOT NULL)
+             FROM runs JOIN run_summary s USING (run_id, board) GROUP BY ALL ORDER BY ALL",
+        )
+        .unwrap();
+    let rows: Vec<(String, String, i64, Option<String>, i64)> = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (board, status, n, error, with_energy) in &rows {
+        if board == "esp32s3-devkit" {
+            assert!(status == "ok" || status == "partial", "{rows:?}");
+            if status == "partial" {
+                let e = error.as_deref().unwrap_or("");
+                assert!(
+                    e.contains("0x40") && e.contains("no longer acknowledges"),
+                    "{e}"
+                );
+            }
+        } else {
+            // The other boards and their sensors are untouched.
+            assert_eq!(
+                (status.as_str(), *n, *with_energy),
+                ("ok", 100, 100),
+                "{rows:?}"
+            );
+        }
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.0 == "esp32s3-devkit" && r.1 == "partial" && r.2 > 0),
+        "{rows:?}"
+    );
+    // Every esp32s3 run still has all its tokens, and the samples taken before the fault stay.
+    let (tokens, samples): (i64, i64) = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM tokens t JOIN runs r USING (run_id)
+                     WHERE r.board = 'esp32s3-devkit' AND t.phase = 'decode'),
+                    (SELECT count(*) FROM power_samples WHERE board = 'esp32s3-devkit')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(tokens, 100 * 100);
+    assert!(samples > 50, "{samples} samples kept from before the fault");
+}

@@ -23,6 +23,27 @@ use crate::clock;
 pub struct SimBus {
     freq_hz: u32,
     inner: Mutex<SimInner>,
+    /// A device that falls off the bus (stops acknowledging) at a given time: fault injection
+    /// through [`UNPLUG_ENV`], so tests and users can watch a sensor fail mid-run.
+    unplug: Option<(u8, Instant)>,
+}
+
+/// `LABCTL_SIM_UNPLUG=BUS:ADDRESS@DELAY` (e.g. `i2c-sim:0x40@300ms`): on the simulated bus BUS,
+/// the device at ADDRESS stops acknowledging DELAY after the bus was set up.
+pub const UNPLUG_ENV: &str = "LABCTL_SIM_UNPLUG";
+
+/// Parses [`UNPLUG_ENV`]'s value for the bus `bus`.
+fn parse_unplug(v: &str, bus: &str) -> Result<Option<(u8, Duration)>, String> {
+    let bad = || format!("{UNPLUG_ENV}={v:?}: expected BUS:ADDRESS@DELAY, e.g. i2c-sim:0x40@300ms");
+    let (name, rest) = v.rsplit_once(':').ok_or_else(bad)?;
+    let (addr, delay) = rest.split_once('@').ok_or_else(bad)?;
+    let addr = match addr.strip_prefix("0x") {
+        Some(h) => u8::from_str_radix(h, 16),
+        None => addr.parse(),
+    }
+    .map_err(|_| bad())?;
+    let delay = crate::cli::parse_duration(delay).map_err(|e| format!("{}: {e}", bad()))?;
+    Ok((name == bus).then_some((addr, delay)))
 }
 
 struct SimInner {
@@ -31,13 +52,25 @@ struct SimInner {
 }
 
 impl SimBus {
-    pub fn new(freq_hz: u32) -> Arc<SimBus> {
+    pub fn new(name: &str, freq_hz: u32) -> Arc<SimBus> {
+        let now = Instant::now();
+        let unplug = match std::env::var(UNPLUG_ENV) {
+            Ok(v) => match parse_unplug(&v, name) {
+                Ok(u) => u.map(|(a, d)| (a, now + d)),
+                Err(e) => {
+                    tracing::warn!("{e}; ignored");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
         Arc::new(SimBus {
             freq_hz,
             inner: Mutex::new(SimInner {
                 devices: HashMap::new(),
-                busy_until: Instant::now(),
+                busy_until: now,
             }),
+            unplug,
         })
     }
 
@@ -69,6 +102,12 @@ impl SimBus {
             end
         };
         clock::wait_until(end);
+        if self.unplug.is_some_and(|(a, at)| a == address && end >= at) {
+            return RResult::RErr(I2cError::new(
+                I2cErrorKind::NoAcknowledgeAddress,
+                format!("device {address:#04x} no longer acknowledges (unplugged by {UNPLUG_ENV})"),
+            ));
+        }
         let t_ns = clock::ns_of(end);
         let mut inner = self.lock();
         match inner.devices.get_mut(&address) {
@@ -169,5 +208,28 @@ impl I2cBus for LinuxBusHandle {
         mut buf: RSliceMut<'_, u8>,
     ) -> RResult<(), I2cError> {
         self.with(|d| d.write_read(address, bytes.as_slice(), buf.as_mut_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unplug_spec_is_parsed_for_its_bus_only() {
+        assert_eq!(
+            parse_unplug("i2c-sim:0x40@300ms", "i2c-sim"),
+            Ok(Some((0x40, Duration::from_millis(300))))
+        );
+        assert_eq!(parse_unplug("i2c-sim:64@1s", "other"), Ok(None));
+        for bad in [
+            "",
+            "i2c-sim",
+            "i2c-sim:0x40",
+            "i2c-sim:0xZZ@1s",
+            "i2c-sim:0x40@soon",
+        ] {
+            assert!(parse_unplug(bad, "i2c-sim").is_err(), "{bad}");
+        }
     }
 }

@@ -103,7 +103,7 @@ impl Rig {
             .iter()
             .map(|b| {
                 let slot = match &b.kind {
-                    BusKind::Simulated => BusSlot::Sim(SimBus::new(b.frequency_hz)),
+                    BusKind::Simulated => BusSlot::Sim(SimBus::new(&b.name, b.frequency_hz)),
                     BusKind::Device(path) => match LinuxBus::open(path) {
                         Ok(l) => BusSlot::Linux(l),
                         Err(e) => BusSlot::Failed(e),

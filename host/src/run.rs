@@ -321,7 +321,9 @@ impl BoardJob<'_> {
                     .name(format!("sample-{}", meta.name))
                     .spawn_scoped(scope, move || {
                         let stamp = |t0: Instant, t1: Instant| window.stamp(t0, t1);
-                        sample_loop(dev, &meta, session, start, None, stop, &stamp, tx)
+                        let rep = sample_loop(dev, &meta, session, start, None, stop, &stamp, tx);
+                        window.sensor_gone(rep.failed.clone());
+                        rep
                     })
                     .expect("spawn sampler")
             });
@@ -439,7 +441,9 @@ impl BoardJob<'_> {
                 );
                 let res = self.one_run(&mut link, &mut session, m, run_id.clone(), window, &label);
                 self.state(true, "idle", None);
-                let failed = res.outcome.status != "ok";
+                // A run cut short by the board ends the board's session; a `partial` one
+                // (sensor lost) does not: its tokens and timings are still good.
+                let failed = matches!(res.outcome.status, "failed" | "aborted");
                 let msg = format!(
                     "{name}: {label} {}{}",
                     res.outcome.status,
@@ -669,6 +673,15 @@ impl BoardJob<'_> {
         res.end = Instant::now();
         if run_id.is_some() {
             window.close(res.end);
+            // The tokens are complete but the power data is cut short or missing: the status says
+            // so, and `compare` (ok runs only) leaves such a run's energy out.
+            if let (Some(why), "ok") = (window.failure(), res.outcome.status) {
+                fail(
+                    &mut res,
+                    "partial",
+                    format!("power sensor failed: {why}; no power data from then on"),
+                );
+            }
         }
         res
     }
@@ -791,14 +804,10 @@ impl JobOutcome {
         }
         if !failed.is_empty() {
             return Err(Failed(format!(
-                "{} of {} run(s) failed: {}",
+                "{} of {} run(s) not ok: {}",
                 failed.len(),
                 self.rows.len(),
-                failed
-                    .iter()
-                    .map(|r| format!("{} ({})", r.board, r.error.clone().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                problems(failed.into_iter()).join("; ")
             ))
             .into());
         }
@@ -1272,13 +1281,31 @@ fn print_summary(rows: &[SummaryRow], json: bool) -> anyhow::Result<()> {
     if rows.iter().any(|r| r.simulated == Some(true)) {
         println!("simulated: emulated boards (virtual ones run on the host CPU, qemu ones count emulated cycles): not the real chips' timings. Results are in the database (tables runs, tokens, power_samples; view run_summary).");
     }
-    for r in rows.iter().filter(|r| r.error.is_some()) {
-        println!(
-            "{} {}: {}",
-            r.board,
-            r.status,
-            r.error.as_deref().unwrap_or("")
-        );
+    for line in problems(rows.iter().filter(|r| r.error.is_some())) {
+        println!("{line}");
     }
     Ok(())
+}
+
+/// One line per board, status and reason, however many runs share it (`board: 35 partial (…)`).
+fn problems<'a>(rows: impl Iterator<Item = &'a SummaryRow>) -> Vec<String> {
+    let mut groups: Vec<((&str, &str, &str), usize)> = vec![];
+    for r in rows {
+        let key = (
+            r.board.as_str(),
+            r.status.as_str(),
+            r.error.as_deref().unwrap_or(""),
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((key, 1)),
+        }
+    }
+    groups
+        .iter()
+        .map(|((board, status, why), n)| {
+            let runs = if *n == 1 { "run" } else { "runs" };
+            format!("{board}: {n} {runs} {status} ({why})")
+        })
+        .collect()
 }

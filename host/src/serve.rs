@@ -185,13 +185,19 @@ fn handle(
     }
     match result {
         Ok(out) => {
-            let status = match out.verdict() {
+            let verdict = out.verdict();
+            let status = match &verdict {
                 Ok(()) => "done",
                 Err(_) if out.interrupted => "aborted",
                 Err(_) => "failed",
             };
             eprintln!("job {id}: {status} ({} run(s))", out.rows.len());
-            reply(json!({"job_id": id, "status": status, "runs": out.rows}));
+            let mut v = json!({"job_id": id, "status": status, "runs": out.rows});
+            if let Err(e) = verdict {
+                // Which runs were not ok and why, one entry per board and reason.
+                v["error"] = json!(format!("{e:#}"));
+            }
+            reply(v);
         }
         Err(e) => {
             let why = format!("{e:#}");

@@ -6,7 +6,10 @@
 //! instead of having no samples at all.
 
 use std::{
-    sync::{Arc, Condvar, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Condvar, Mutex, MutexGuard,
+    },
     time::{Duration, Instant},
 };
 
@@ -25,6 +28,10 @@ pub struct Window {
     sampled: Condvar,
     /// The sensor's sample period, or None when the board has no sensor (nothing to wait for).
     period: Option<Duration>,
+    /// False once the sensor stopped sampling (it failed): nothing to wait for from then on.
+    sensing: AtomicBool,
+    /// Why the sensor stopped, if it failed.
+    failure: Mutex<Option<String>>,
     /// Session time origin for samples outside any run.
     start: Instant,
 }
@@ -40,9 +47,35 @@ impl Window {
         Self {
             open: Mutex::new(None),
             sampled: Condvar::new(),
+            sensing: AtomicBool::new(period.is_some()),
+            failure: Mutex::new(None),
             period,
             start,
         }
+    }
+
+    /// Called when the sensor's sampling ends for good (`failure` says why, if it failed): later
+    /// windows do not wait for samples.
+    pub fn sensor_gone(&self, failure: Option<String>) {
+        if failure.is_some() {
+            *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+        }
+        let _g = self.lock();
+        self.sensing.store(false, Ordering::Relaxed);
+        self.sampled.notify_all();
+    }
+
+    /// Why the sensor stopped sampling, if it failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The sample period while the sensor samples.
+    fn waiting_period(&self) -> Option<Duration> {
+        self.period.filter(|_| self.sensing.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Open>> {
@@ -72,7 +105,7 @@ impl Window {
     /// if the sensor took none by then (a starved thread), the window is opened afresh — safe,
     /// because no sample carries the discarded origin.
     pub fn open(&self, id: Arc<str>) -> Instant {
-        let Some(period) = self.period else {
+        let Some(period) = self.waiting_period() else {
             let origin = Instant::now();
             *self.lock() = Some(Open {
                 id,
@@ -95,7 +128,10 @@ impl Window {
             });
             clock::wait_until(origin);
             let g = self.lock();
-            if g.as_ref().is_some_and(|o| o.stamped > 0) || Instant::now() >= give_up {
+            if g.as_ref().is_some_and(|o| o.stamped > 0)
+                || Instant::now() >= give_up
+                || self.waiting_period().is_none()
+            {
                 return origin;
             }
         }
@@ -104,13 +140,13 @@ impl Window {
     /// Closes the window after the run ended at `end`, once a sample after `end` was taken (or
     /// patience ran out).
     pub fn close(&self, end: Instant) {
-        if let Some(period) = self.period {
+        if let Some(period) = self.waiting_period() {
             let give_up = Instant::now().max(end) + patience(period);
             let mut g = self.lock();
             if let Some(o) = g.as_mut() {
                 o.end = Some(end);
             }
-            while g.as_ref().is_some_and(|o| o.after_end == 0) {
+            while g.as_ref().is_some_and(|o| o.after_end == 0) && self.waiting_period().is_some() {
                 let now = Instant::now();
                 if now >= give_up {
                     break;
@@ -174,6 +210,18 @@ mod tests {
             mine.iter().any(|&t| t > 1000),
             "a sample after the end: {mine:?}"
         );
+    }
+
+    #[test]
+    fn a_failed_sensor_is_not_waited_for() {
+        let w = Window::new(Some(Duration::from_millis(50)), Instant::now());
+        w.sensor_gone(Some("NACK".into()));
+        assert_eq!(w.failure().as_deref(), Some("NACK"));
+        let a = Instant::now();
+        let t0 = w.open("r".into());
+        w.close(Instant::now());
+        assert!(t0 - a < Duration::from_millis(5));
+        assert!(a.elapsed() < Duration::from_millis(50));
     }
 
     #[test]

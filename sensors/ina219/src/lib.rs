@@ -219,14 +219,16 @@ impl Ina219 {
 
     /// Fast path: shunt and bus registers only.
     pub fn sample(&mut self) -> Result<SensorSample, PluginError> {
-        let shunt = self
-            .dev
-            .shunt_voltage()
-            .map_err(|e| PluginError::new(ErrorKind::BadData, format!("shunt voltage: {e:?}")))?;
-        let bus = self
-            .dev
-            .bus_voltage()
-            .map_err(|e| PluginError::new(ErrorKind::BadData, format!("bus voltage: {e:?}")))?;
+        // A failed transfer is an I/O error with the bus's own words; anything else is the
+        // driver rejecting what it read.
+        let shunt = self.dev.shunt_voltage().map_err(|e| match e {
+            ina219::errors::ShuntVoltageReadError::I2cError(b) => read_err("shunt voltage", b),
+            other => PluginError::new(ErrorKind::BadData, format!("shunt voltage: {other:?}")),
+        })?;
+        let bus = self.dev.bus_voltage().map_err(|e| match e {
+            ina219::errors::BusVoltageReadError::I2cError(b) => read_err("bus voltage", b),
+            other => PluginError::new(ErrorKind::BadData, format!("bus voltage: {other:?}")),
+        })?;
         let shunt_10uv = i32::from(shunt.shunt_voltage_10uv());
         Ok(self.derive(shunt_10uv, bus.voltage_mv(), bus.has_math_overflowed()))
     }
@@ -272,6 +274,10 @@ impl Ina219 {
         s.power_mw = m.power.0 as f64 / 1000.0;
         Ok(s)
     }
+}
+
+fn read_err(what: &str, e: bus::BusError) -> PluginError {
+    PluginError::new(ErrorKind::Io, format!("{what} read: {}", e.0.message))
 }
 
 fn io_bus(e: bus::BusError) -> PluginError {
