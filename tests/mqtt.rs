@@ -415,8 +415,10 @@ fn a_broker_outage_loses_nothing_in_duckdb_and_publishing_resumes() {
         lost > 1000,
         "undelivered samples are counted and stored: {lost}"
     );
+    // A sampler waiting on the dead broker would leave a gap of seconds (the outage is 10 s);
+    // the bound leaves room for a loaded CI machine's scheduling, nothing more.
     assert!(
-        max_gap_us < 20_000,
+        max_gap_us < 250_000,
         "sampling never stalled (largest gap {max_gap_us} µs)"
     );
 }
