@@ -129,11 +129,14 @@ fn three_boards_profile_and_the_summary_matches_the_tokens() {
     // Operator breakdown and memory per run.
     let (ops, mem): (i64, i64) = c
         .query_row(
-            "SELECT (SELECT count(*) FROM run_ops WHERE cycles > 0), (SELECT count(*) FROM run_memory WHERE static_ram_bytes > 0)",
+            "SELECT (SELECT count(*) FROM run_ops WHERE cycles > 0),
+                    (SELECT count(*) FROM run_memory WHERE static_ram_bytes > 0
+                       AND heap_peak_bytes = 0 AND stack_peak_bytes BETWEEN 1024 AND 1048576)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
+    // Static arena, no heap (the core never allocates), and a painted-stack high-water mark.
     assert_eq!(mem, 6);
     assert!(
         ops >= 6 * 3,

@@ -1,6 +1,8 @@
 //! The `posix` port of the profiling firmware: the portable core as a host program. It maps the
 //! model file in place (mmap), opens its serial line (a pseudo-terminal the host created, in raw
-//! mode; stdin/stdout without `--serial`), and runs the firmware loop.
+//! mode; stdin/stdout without `--serial`), and runs the firmware loop on a thread of its own
+//! whose stack is painted at start, so `MEM` reports a stack high-water mark as the bare-metal
+//! ports do.
 //!
 //! Cycle counts on this port are host nanoseconds scaled to the emulated profile's clock
 //! (`--clock-hz`): they measure the host CPU, not the real chip.
@@ -121,14 +123,70 @@ fn raw_mode(fd: i32) {
 }
 
 struct PosixPort {
-    input: Box<dyn Read>,
-    output: Box<dyn Write>,
+    input: Box<dyn Read + Send>,
+    output: Box<dyn Write + Send>,
     buf: [u8; 256],
     pos: usize,
     len: usize,
     start: Instant,
     args: Args,
     static_bytes: u64,
+    stack: Option<Stack>,
+}
+
+/// The firmware thread's stack below the frame that painted it.
+struct Stack {
+    lo: usize,
+    hi: usize,
+}
+
+const PAINT: u64 = 0xA5A5_A5A5_A5A5_A5A5;
+/// Stack for the firmware thread: far more than the core needs (a few KiB), like a generous
+/// MCU linker script.
+const STACK_BYTES: usize = 1 << 20;
+
+impl Stack {
+    /// Paints this thread's unused stack (from just above its guard area up to a page below the
+    /// caller's frame). Must run first thing on the firmware thread.
+    #[inline(never)]
+    fn paint() -> Option<Stack> {
+        // SAFETY: pthread_getattr_np fills the attr we pass and we destroy it; the painted range
+        // lies inside this thread's own mapped stack, below every live frame (a page of margin
+        // under the current one), where nothing lives yet.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+                return None;
+            }
+            let (mut addr, mut size) = (std::ptr::null_mut(), 0usize);
+            let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            if !ok {
+                return None;
+            }
+            let lo = (addr as usize + 64 * 1024 + 7) & !7;
+            let hi = addr as usize + size;
+            let marker = 0u8;
+            let here = std::ptr::addr_of!(marker) as usize;
+            let top = here.checked_sub(4096)? & !7;
+            let mut p = lo;
+            while p < top {
+                std::ptr::write_volatile(p as *mut u64, PAINT);
+                p += 8;
+            }
+            Some(Stack { lo, hi })
+        }
+    }
+
+    /// Bytes from the stack's top down to the deepest word ever written.
+    fn high_water(&self) -> u64 {
+        let mut p = self.lo;
+        // SAFETY: reads inside this thread's stack mapping, painted by `paint`.
+        while p < self.hi && unsafe { std::ptr::read_volatile(p as *const u64) } == PAINT {
+            p += 8;
+        }
+        (self.hi - p) as u64
+    }
 }
 
 impl Clock for PosixPort {
@@ -169,9 +227,11 @@ impl Port for PosixPort {
     }
 
     fn memory(&mut self) -> (u64, u64, u64) {
-        // The arena is the firmware's static RAM; the core never allocates; the stack is not
-        // painted on this port.
-        (self.static_bytes, 0, 0)
+        // The arena is the firmware's static RAM; the core never allocates; the stack is the
+        // firmware thread's, painted at its start (its top holds the thread's TLS and start-up
+        // frames too, as an MCU's holds the reset handler's).
+        let stack = self.stack.as_ref().map_or(0, Stack::high_water);
+        (self.static_bytes, 0, stack)
     }
 
     fn platform(&self) -> &str {
@@ -212,6 +272,20 @@ fn monotonic_ns() -> u64 {
 
 fn main() {
     let args = parse_args();
+    let fw = std::thread::Builder::new()
+        .name("firmware".into())
+        .stack_size(STACK_BYTES)
+        .spawn(move || {
+            let stack = Stack::paint();
+            firmware(args, stack)
+        })
+        .expect("spawn the firmware thread");
+    if fw.join().is_err() {
+        std::process::exit(101);
+    }
+}
+
+fn firmware(args: Args, stack: Option<Stack>) {
     let mapped = Mapped::open(&args.model).unwrap_or_else(|e| {
         eprintln!("labctl-fw-posix: cannot map {}: {e}", args.model);
         std::process::exit(1)
@@ -228,7 +302,7 @@ fn main() {
         vec![0i32; need.i32s],
     );
     let mut state = State::new(&model.cfg, ctx, &mut f, &mut i, &mut s).expect("sized by sizes()");
-    let (input, output): (Box<dyn Read>, Box<dyn Write>) = match &args.serial {
+    let (input, output): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match &args.serial {
         Some(path) => {
             let tty = File::options()
                 .read(true)
@@ -253,6 +327,7 @@ fn main() {
         start: Instant::now(),
         static_bytes: need.bytes() as u64,
         args,
+        stack,
     };
     fw::run(&mut port, &model, &mut state);
 }
