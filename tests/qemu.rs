@@ -297,8 +297,33 @@ fn reported_memory_agrees_with_the_linker_map() {
         stack > 0 && stack.is_multiple_of(4) && stack < top - ebss,
         "{mem}"
     );
+    // The firmware image in flash: what the ELF's loadable segments put below the model
+    // partition (read independently with readelf), and what the linker symbols say.
+    let readelf = Command::new("readelf")
+        .args(["-lW"])
+        .arg(&image)
+        .output()
+        .expect("readelf (binutils)");
+    let flash_end = String::from_utf8_lossy(&readelf.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD"))
+        .filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .take(4)
+                .map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap_or(0))
+                .collect();
+            // [offset, vaddr, paddr, filesz]: file bytes loaded into flash (below 0x100000)
+            (f.len() == 4 && f[2] < 0x10_0000 && f[3] > 0).then(|| f[2] + f[3])
+        })
+        .max()
+        .expect("loadable segments in flash");
+    let code = field(&mem, "code=");
+    assert_eq!(code, flash_end, "{mem}");
+    assert_eq!(code, syms["_sidata"] + (syms["_edata"] - sdata), "{mem}");
     println!(
-        "static {} B (linker: {} B), stack high-water {stack} B",
+        "static {} B (linker: {} B), stack high-water {stack} B, image in flash {code} B",
         field(&mem, "static="),
         ebss - sdata
     );

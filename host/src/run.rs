@@ -176,7 +176,8 @@ struct Outcome {
 struct RunResult {
     toks: Vec<Tok>,
     ops: Option<[(String, i64); 4]>,
-    mem: Option<(i64, i64, i64, i64)>,
+    /// static, heap, stack, model and firmware-image bytes from `MEM`.
+    mem: Option<(i64, i64, i64, i64, i64)>,
     outcome: Outcome,
     /// t = 0 of the run on the host clock (ns): just before the prompt's first byte.
     t0_ns: u64,
@@ -660,7 +661,7 @@ impl BoardJob<'_> {
                 }
                 "MEM" => {
                     let g = |k: &str| fr.u64(k).unwrap_or(0) as i64;
-                    res.mem = Some((g("static"), g("heap"), g("stack"), g("model")));
+                    res.mem = Some((g("static"), g("heap"), g("stack"), g("model"), g("code")));
                 }
                 "DONE" => break,
                 "ERR" => {
@@ -737,7 +738,7 @@ impl BoardJob<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        let (board, model_bytes) = (self.board.name.clone(), mem.map(|m| m.3));
+        let board = self.board.name.clone();
         self.exec(move |c| {
             c.execute(
                 "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, gen_tokens = ?, \
@@ -749,10 +750,12 @@ impl BoardJob<'_> {
                     c.execute("INSERT INTO run_ops VALUES (?, ?, ?, NULL)", params![id, op, cyc])?;
                 }
             }
-            if let Some((st, heap, stack, model)) = mem {
+            if let Some((st, heap, stack, model, code)) = mem {
+                // Flash in use: the model partition plus the firmware image where the port
+                // knows it (bare-metal ports; 0 on the hosted posix port).
                 c.execute(
                     "INSERT INTO run_memory VALUES (?, ?, ?, ?, ?, ?)",
-                    params![id, st, heap, stack, model, model_bytes.unwrap_or(model)],
+                    params![id, st, heap, stack, model, model + code],
                 )?;
             }
             let mut app = c.appender("rail_truth")?;

@@ -26,6 +26,11 @@ pub trait Port: Clock {
     fn micros(&mut self) -> u64;
     /// Static RAM, heap high-water and stack high-water marks in bytes.
     fn memory(&mut self) -> (u64, u64, u64);
+    /// Bytes the firmware image itself takes in flash (code, read-only data and the initial
+    /// values of .data); 0 where that means nothing (a hosted port).
+    fn code_bytes(&self) -> u64 {
+        0
+    }
     fn platform(&self) -> &str;
     fn clock_hz(&self) -> u64;
     fn ram_bytes(&self) -> u64;
@@ -254,6 +259,7 @@ fn generate<P: Port>(port: &mut P, m: &Model<'_>, st: &mut State<'_>, prompt: &[
             ("heap", &heap),
             ("stack", &stack),
             ("model", &m.bytes.len()),
+            ("code", &port.code_bytes()),
         ],
     );
     send(port, "DONE", &[("tokens", &(n + gen))]);

@@ -199,6 +199,12 @@ impl Port for Mps2 {
     fn memory(&mut self) -> (u64, u64, u64) {
         (self.static_bytes, 0, stack_high_water())
     }
+    fn code_bytes(&self) -> u64 {
+        // Flash starts at 0: vector table, .text and .rodata end where .data's initial values
+        // are stored (_sidata), which take _edata - _sdata more.
+        (addr_of!(_sidata) as usize + (addr_of!(_edata) as usize - addr_of!(_sdata) as usize))
+            as u64
+    }
     fn platform(&self) -> &str {
         "mps2-cortex-m"
     }

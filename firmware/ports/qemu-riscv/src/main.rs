@@ -35,6 +35,8 @@ extern "C" {
     static mut _sbss: u64;
     static mut _ebss: u64;
     static _sdata: u8;
+    static _edata: u8;
+    static _image_start: u8;
     static _model_start: u8;
     static _model_len: u8;
     static _stack_top: u64;
@@ -165,6 +167,10 @@ impl Port for Virt {
     }
     fn memory(&mut self) -> (u64, u64, u64) {
         (self.static_bytes, 0, stack_high_water())
+    }
+    fn code_bytes(&self) -> u64 {
+        // The image QEMU loads (as a boot flash would hold it): .text, .rodata and .data.
+        (addr_of!(_edata) as usize - addr_of!(_image_start) as usize) as u64
     }
     fn platform(&self) -> &str {
         if cfg!(target_pointer_width = "64") {
