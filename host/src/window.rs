@@ -1,6 +1,6 @@
 //! The measurement window of one run on one board, shared by the run loop and the board's
 //! sensor thread. Samples taken inside the window carry the run's id and a time from the run's
-//! t = 0. The window opens a little before the prompt is sent and closes a little after the last
+//! t = 0. The window opens a little before the prompt is sent (1.5 sample periods, at most 1 s) and closes a little after the last
 //! token, and waits (within a bound) until the sensor has taken a sample on each side: a run
 //! shorter than a few sample periods then still has its power interpolated across the whole run
 //! instead of having no samples at all.
@@ -117,8 +117,11 @@ impl Window {
             return origin;
         };
         let give_up = Instant::now() + patience(period);
+        // 1.5 periods, but never more than half the patience (a sensor read once a minute cannot
+        // bracket a run anyway, and must not hold every run for a minute and a half).
+        let lead = (period * 3 / 2).min(patience(period) / 2);
         loop {
-            let origin = Instant::now() + period * 3 / 2;
+            let origin = Instant::now() + lead;
             *self.lock() = Some(Open {
                 id: id.clone(),
                 origin,
@@ -209,6 +212,19 @@ mod tests {
         assert!(
             mine.iter().any(|&t| t > 1000),
             "a sample after the end: {mine:?}"
+        );
+    }
+
+    #[test]
+    fn a_very_slow_sensor_does_not_hold_a_run_for_its_period() {
+        // One sample a minute, and none arrives: the run starts after the 2 s patience at most.
+        let w = Window::new(Some(Duration::from_secs(60)), Instant::now());
+        let a = Instant::now();
+        w.open("r".into());
+        assert!(
+            a.elapsed() < Duration::from_millis(2100),
+            "{:?}",
+            a.elapsed()
         );
     }
 
