@@ -221,11 +221,7 @@ mod tests {
         let w = Window::new(Some(Duration::from_secs(60)), Instant::now());
         let a = Instant::now();
         w.open("r".into());
-        assert!(
-            a.elapsed() < Duration::from_millis(2100),
-            "{:?}",
-            a.elapsed()
-        );
+        assert!(a.elapsed() < Duration::from_secs(3), "{:?}", a.elapsed());
     }
 
     #[test]
