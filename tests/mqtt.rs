@@ -537,6 +537,35 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
         .find(|r| r["status"] == "done")
         .unwrap();
     assert_eq!(done["runs"].as_array().unwrap().len(), 2, "{done}");
+    let seq: Vec<String> = replies("good1")
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(seq, ["queued", "running", "done"], "acknowledged, then run");
+    // A long job running and one queued behind it when SIGTERM comes: both are told.
+    publish(
+        broker.port,
+        &format!("{prefix}/jobs/long"),
+        br#"{"boards": ["pico"], "tokens": 100, "repeat": 1000}"#,
+    );
+    publish(
+        broker.port,
+        &format!("{prefix}/jobs/next"),
+        br#"{"boards": ["pico"], "tokens": 16}"#,
+    );
+    let t = Instant::now();
+    while !(replies("long").iter().any(|r| r["status"] == "running")
+        && replies("next").iter().any(|r| r["status"] == "queued"))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{:?} {:?}",
+            replies("long"),
+            replies("next")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(replies("next")[0]["ahead"], 1, "{:?}", replies("next"));
     // SIGTERM: clean exit, lab marked offline.
     // SAFETY: signalling the child we spawned.
     unsafe { libc::kill(serve.0.id() as i32, libc::SIGTERM) };
@@ -553,6 +582,16 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
     };
     assert!(code.success(), "{code:?}");
     std::thread::sleep(Duration::from_millis(300));
+    let last = |id: &str| replies(id).last().cloned().unwrap_or_default();
+    assert_eq!(last("long")["status"], "aborted", "{:?}", replies("long"));
+    assert_eq!(last("next")["status"], "aborted", "{:?}", replies("next"));
+    assert!(
+        last("next")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("before the job ran")),
+        "{:?}",
+        replies("next")
+    );
     assert_eq!(
         sub.messages()
             .iter()
@@ -564,12 +603,26 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
     let c = open_ro(&dir.path().join("lab.duckdb"));
     let n: i64 = c
         .query_row(
-            "SELECT count(*) FROM runs WHERE status = 'ok' AND board = 'pico'",
+            "SELECT count(*) FROM runs WHERE status = 'ok' AND board = 'pico' AND repeat_idx < 2
+               AND batch_id = (SELECT min(batch_id) FROM runs)",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(n, 2, "the good job's two runs");
+    // The long job: its finished runs ok, the one in progress (if SIGTERM did not fall between
+    // two runs) aborted, none left `running`.
+    let (aborted, running): (i64, i64) = c
+        .query_row(
+            "SELECT count(*) FILTER (WHERE status = 'aborted'), count(*) FILTER (WHERE status = 'running') FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        aborted <= 1 && running == 0,
+        "{aborted} aborted, {running} running"
+    );
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.

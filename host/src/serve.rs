@@ -6,7 +6,11 @@
 
 use std::{
     path::Path,
-    sync::{atomic::Ordering, mpsc::RecvTimeoutError, Arc},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc::RecvTimeoutError,
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -82,6 +86,9 @@ fn parse_job(payload: &[u8]) -> Result<RunArgs, String> {
 }
 
 /// `labctl serve`
+/// Why a queued job did not run.
+const STOPPING: &str = "labctl serve stopped before the job ran";
+
 pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
     let lab = lab::load(lab_path)?;
     let Some(m) = &lab.mqtt else {
@@ -110,11 +117,17 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
         lab.name, mqtt.describe
     );
     // Control requests (power, boards) are answered at once by the dispatcher, even while a
-    // job runs; jobs queue for the main loop, one at a time.
+    // job runs. Jobs are checked there too (a bad one is rejected at once) and, when good,
+    // acknowledged as `queued` with how many are ahead; the main loop runs them one at a time.
     let busy: control::Busy = Default::default();
-    let (job_tx, job_rx) = std::sync::mpsc::channel::<(String, Vec<u8>)>();
+    let waiting = Arc::new(AtomicUsize::new(0));
+    // Taken while a job is acknowledged and queued, and while the queue is closed at shutdown, so
+    // that no job is acknowledged as `queued` and then silently dropped.
+    let closing = Arc::new(Mutex::new(false));
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<(String, run::Plan)>();
     let dispatcher = {
         let (mqtt, busy, path) = (mqtt.clone(), busy.clone(), lab_path.to_path_buf());
+        let (waiting, closing) = (waiting.clone(), closing.clone());
         let control_prefix = format!("{prefix}/control/");
         std::thread::Builder::new()
             .name("serve-dispatch".into())
@@ -122,18 +135,51 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
                 for (topic, payload) in inbox {
                     if topic.starts_with(&control_prefix) {
                         control::handle(&path, &mqtt, &busy, &topic, &payload);
-                    } else if job_tx.send((topic, payload)).is_err() {
+                        continue;
+                    }
+                    let id = topic.rsplit('/').next().unwrap_or("").to_string();
+                    let Some(plan) = accept(&path, &mqtt, &id, &payload) else {
+                        continue;
+                    };
+                    let closed = closing.lock().unwrap_or_else(|p| p.into_inner());
+                    if *closed {
+                        mqtt.job_status(
+                            &id,
+                            &json!({"job_id": id, "status": "aborted", "error": STOPPING}),
+                        );
+                        continue;
+                    }
+                    let ahead = waiting.fetch_add(1, Ordering::SeqCst);
+                    mqtt.job_status(
+                        &id,
+                        &json!({"job_id": id, "status": "queued", "ahead": ahead}),
+                    );
+                    if job_tx.send((id, plan)).is_err() {
                         break;
                     }
+                    drop(closed);
                 }
             })?
     };
     while !stop.load(Ordering::Relaxed) {
         match job_rx.recv_timeout(Duration::from_millis(250)) {
-            Ok((topic, payload)) => handle(lab_path, &mqtt, &busy, &stop, &topic, &payload),
+            Ok((id, plan)) => {
+                run_job(&mqtt, &busy, &stop, &id, plan);
+                waiting.fetch_sub(1, Ordering::SeqCst);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+    }
+    // Jobs still waiting were acknowledged as `queued`: tell their clients they will not run.
+    // Closing under the lock means no job is between its acknowledgement and the queue.
+    *closing.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    while let Ok((id, _)) = job_rx.try_recv() {
+        eprintln!("job {id}: not run, the daemon is stopping");
+        mqtt.job_status(
+            &id,
+            &json!({"job_id": id, "status": "aborted", "error": STOPPING}),
+        );
     }
     eprintln!("labctl serve: stopping");
     mqtt.close();
@@ -141,32 +187,40 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn handle(
-    lab_path: &Path,
-    mqtt: &Arc<Publisher>,
-    busy: &control::Busy,
-    stop: &std::sync::atomic::AtomicBool,
-    topic: &str,
-    payload: &[u8],
-) {
-    let id = topic.rsplit('/').next().unwrap_or("");
-    let reply = |v: serde_json::Value| mqtt.job_status(id, &v);
+/// Checks a job as `labctl run` checks its arguments, before any board is powered: the plan to
+/// run, or None after a `rejected` reply.
+fn accept(lab_path: &Path, mqtt: &Arc<Publisher>, id: &str, payload: &[u8]) -> Option<run::Plan> {
+    let reject = |why: String| {
+        eprintln!("job {id}: rejected: {why}");
+        mqtt.job_status(
+            id,
+            &json!({"job_id": id, "status": "rejected", "error": why}),
+        );
+    };
     let args = match parse_job(payload) {
         Ok(a) => a,
         Err(why) => {
-            eprintln!("job {id}: rejected: {why}");
-            return reply(json!({"job_id": id, "status": "rejected", "error": why}));
+            reject(why);
+            return None;
         }
     };
-    // The same checks as `labctl run`, before any board is powered.
-    let plan = match run::plan(lab_path, args) {
-        Ok(p) => p,
+    match run::plan(lab_path, args) {
+        Ok(p) => Some(p),
         Err(e) => {
-            let why = format!("{e:#}");
-            eprintln!("job {id}: rejected: {why}");
-            return reply(json!({"job_id": id, "status": "rejected", "error": why}));
+            reject(format!("{e:#}"));
+            None
         }
-    };
+    }
+}
+
+fn run_job(
+    mqtt: &Arc<Publisher>,
+    busy: &control::Busy,
+    stop: &std::sync::atomic::AtomicBool,
+    id: &str,
+    plan: run::Plan,
+) {
+    let reply = |v: serde_json::Value| mqtt.job_status(id, &v);
     eprintln!("job {id}: running");
     reply(json!({"job_id": id, "status": "running"}));
     let boards = plan.board_names();
