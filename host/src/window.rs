@@ -39,7 +39,7 @@ pub struct Window {
 /// How long to wait at most for a sample on either side of a run: long enough for a starved
 /// sampler thread to catch up, short enough not to dominate a batch of short runs.
 fn patience(period: Duration) -> Duration {
-    (period * 20).clamp(Duration::from_millis(100), Duration::from_secs(2))
+    (period * 20).clamp(Duration::from_millis(500), Duration::from_secs(2))
 }
 
 impl Window {
@@ -117,9 +117,9 @@ impl Window {
             return origin;
         };
         let give_up = Instant::now() + patience(period);
-        // 1.5 periods, but never more than half the patience (a sensor read once a minute cannot
-        // bracket a run anyway, and must not hold every run for a minute and a half).
-        let lead = (period * 3 / 2).min(patience(period) / 2);
+        // 1.5 periods, but at most 1 s (a sensor read once a minute cannot bracket a run anyway,
+        // and must not hold every run for a minute and a half).
+        let lead = (period * 3 / 2).min(Duration::from_secs(1));
         loop {
             let origin = Instant::now() + lead;
             *self.lock() = Some(Open {
