@@ -177,12 +177,7 @@ fn drive_usb_hid(
 
 /// Switches a board's relay and records it.
 pub fn set_board_power(lab: &Lab, board: &str, on: bool) -> anyhow::Result<&'static str> {
-    let b = lab.board(board).ok_or_else(|| {
-        BadInput(format!(
-            "no board named {board:?} in {}",
-            lab.file.display()
-        ))
-    })?;
+    let b = crate::lab::board_named(lab, board)?;
     let relay_name = b
         .relay
         .as_ref()

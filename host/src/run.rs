@@ -847,19 +847,7 @@ pub fn plan(lab_path: &Path, args: RunArgs) -> anyhow::Result<Plan> {
         return Err(BadInput("--tokens and --repeat must be at least 1".into()).into());
     }
     for b in &args.boards {
-        if rt.lab.board(b).is_none() {
-            return Err(BadInput(format!(
-                "no board named {b:?} in {} (boards: {})",
-                rt.lab.file.display(),
-                rt.lab
-                    .boards
-                    .iter()
-                    .map(|b| b.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .into());
-        }
+        crate::lab::board_named(&rt.lab, b)?;
     }
     let boards: Vec<Board> = rt
         .lab

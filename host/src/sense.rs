@@ -255,19 +255,7 @@ impl View {
 pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<()> {
     let mut rt = Runtime::open(lab_path)?;
     for name in &args.sensors {
-        if rt.lab.sensor(name).is_none() {
-            return Err(BadInput(format!(
-                "no sensor named {name:?} in {} (sensors: {})",
-                rt.lab.file.display(),
-                rt.lab
-                    .sensors
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .into());
-        }
+        crate::lab::sensor_named(&rt.lab, name)?;
     }
     let selected: Vec<String> = rt
         .lab

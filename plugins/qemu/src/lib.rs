@@ -48,91 +48,99 @@ struct Machine {
 /// Where the DSP variant of an image is built (`--target-dir <target>/fw-dsp`).
 const DSP_TARGET_DIR: &str = "fw-dsp";
 
+/// A Cortex-M board on one of QEMU's mps2 machines (4 MiB SRAM, 4 MiB code memory).
+const fn mps2(
+    profile: &'static str,
+    description: &'static str,
+    cpu: &'static str,
+    clock_hz: u64,
+    machine: &'static [&'static str],
+    dsp: bool,
+) -> Machine {
+    Machine {
+        profile,
+        description,
+        cpu,
+        clock_hz,
+        ram_kib: 4096,
+        flash_kib: 4096,
+        qemu: "qemu-system-arm",
+        args: machine,
+        image: "labctl-fw-qemu-mps2",
+        target: "thumbv7em-none-eabihf",
+        model_addr: "0x00100000",
+        dsp,
+    }
+}
+
+/// A RISC-V board on QEMU's virt machine.
+const fn virt(
+    profile: &'static str,
+    description: &'static str,
+    cpu: &'static str,
+    clock_hz: u64,
+    (ram_kib, flash_kib): (u64, u64),
+    qemu: &'static str,
+    target: &'static str,
+) -> Machine {
+    Machine {
+        profile,
+        description,
+        cpu,
+        clock_hz,
+        ram_kib,
+        flash_kib,
+        qemu,
+        args: &["-M", "virt", "-bios", "none"],
+        image: "labctl-fw-qemu-riscv",
+        target,
+        model_addr: "0x86000000",
+        dsp: false,
+    }
+}
+
+const AN386: &[&str] = &["-M", "mps2-an386"];
+const AN500: &[&str] = &["-M", "mps2-an500"];
+const DSP_NOTE: &str =
+    "the same board running the firmware built with the DSP-extension kernels (SMLAD)";
+
 const MACHINES: &[Machine] = &[
-    Machine {
-        profile: "cortex-m4-168",
-        description: "Cortex-M4F class (QEMU mps2-an386), 4 MiB SRAM, 4 MiB code memory",
-        cpu: "Cortex-M4F",
-        clock_hz: 168_000_000,
-        ram_kib: 4096,
-        flash_kib: 4096,
-        qemu: "qemu-system-arm",
-        args: &["-M", "mps2-an386"],
-        image: "labctl-fw-qemu-mps2",
-        target: "thumbv7em-none-eabihf",
-        model_addr: "0x00100000",
-        dsp: false,
-    },
-    Machine {
-        profile: "cortex-m7-216",
-        description: "Cortex-M7 class (QEMU mps2-an500), 4 MiB SRAM, 4 MiB code memory",
-        cpu: "Cortex-M7",
-        clock_hz: 216_000_000,
-        ram_kib: 4096,
-        flash_kib: 4096,
-        qemu: "qemu-system-arm",
-        args: &["-M", "mps2-an500"],
-        image: "labctl-fw-qemu-mps2",
-        target: "thumbv7em-none-eabihf",
-        model_addr: "0x00100000",
-        dsp: false,
-    },
-    Machine {
-        profile: "riscv64-k210-400",
-        description: "RV64GC, Kendryte K210 class (QEMU virt), 8 MiB of the machine's RAM budgeted like a K210's 6 MiB general SRAM + 2 MiB AI SRAM, model in a flash partition",
-        cpu: "RV64GC",
-        clock_hz: 400_000_000,
-        ram_kib: 8192,
-        flash_kib: 16384,
-        qemu: "qemu-system-riscv64",
-        args: &["-M", "virt", "-bios", "none"],
-        image: "labctl-fw-qemu-riscv",
-        target: "riscv64gc-unknown-none-elf",
-        model_addr: "0x86000000",
-        dsp: false,
-    },
-    Machine {
-        profile: "riscv32-bl602-192",
-        description: "RV32IMAFC, Bouffalo BL602 class (QEMU virt, 32-bit): 276 KB SRAM budget (200 KB of it the firmware's arena), model in a 4 MiB flash partition",
-        cpu: "RV32IMAFC",
-        clock_hz: 192_000_000,
-        ram_kib: 276,
-        flash_kib: 4096,
-        qemu: "qemu-system-riscv32",
-        args: &["-M", "virt", "-bios", "none"],
-        image: "labctl-fw-qemu-riscv",
-        target: "riscv32imafc-unknown-none-elf",
-        model_addr: "0x86000000",
-        dsp: false,
-    },
-    Machine {
-        profile: "cortex-m4-168-dsp",
-        description: "the Cortex-M4F class board running the firmware built with the DSP-extension kernels (SMLAD)",
-        cpu: "Cortex-M4F",
-        clock_hz: 168_000_000,
-        ram_kib: 4096,
-        flash_kib: 4096,
-        qemu: "qemu-system-arm",
-        args: &["-M", "mps2-an386"],
-        image: "labctl-fw-qemu-mps2",
-        target: "thumbv7em-none-eabihf",
-        model_addr: "0x00100000",
-        dsp: true,
-    },
-    Machine {
-        profile: "cortex-m7-216-dsp",
-        description: "the Cortex-M7 class board running the firmware built with the DSP-extension kernels (SMLAD)",
-        cpu: "Cortex-M7",
-        clock_hz: 216_000_000,
-        ram_kib: 4096,
-        flash_kib: 4096,
-        qemu: "qemu-system-arm",
-        args: &["-M", "mps2-an500"],
-        image: "labctl-fw-qemu-mps2",
-        target: "thumbv7em-none-eabihf",
-        model_addr: "0x00100000",
-        dsp: true,
-    },
+    mps2(
+        "cortex-m4-168",
+        "Cortex-M4F class (QEMU mps2-an386), 4 MiB SRAM, 4 MiB code memory",
+        "Cortex-M4F",
+        168_000_000,
+        AN386,
+        false,
+    ),
+    mps2(
+        "cortex-m7-216",
+        "Cortex-M7 class (QEMU mps2-an500), 4 MiB SRAM, 4 MiB code memory",
+        "Cortex-M7",
+        216_000_000,
+        AN500,
+        false,
+    ),
+    virt(
+        "riscv64-k210-400",
+        "RV64GC, Kendryte K210 class (QEMU virt), 8 MiB of the machine's RAM budgeted like a K210's 6 MiB general SRAM + 2 MiB AI SRAM, model in a flash partition",
+        "RV64GC",
+        400_000_000,
+        (8192, 16384),
+        "qemu-system-riscv64",
+        "riscv64gc-unknown-none-elf",
+    ),
+    virt(
+        "riscv32-bl602-192",
+        "RV32IMAFC, Bouffalo BL602 class (QEMU virt, 32-bit): 276 KB SRAM budget (200 KB of it the firmware's arena), model in a 4 MiB flash partition",
+        "RV32IMAFC",
+        192_000_000,
+        (276, 4096),
+        "qemu-system-riscv32",
+        "riscv32imafc-unknown-none-elf",
+    ),
+    mps2("cortex-m4-168-dsp", DSP_NOTE, "Cortex-M4F", 168_000_000, AN386, true),
+    mps2("cortex-m7-216-dsp", DSP_NOTE, "Cortex-M7", 216_000_000, AN500, true),
 ];
 
 #[export_root_module]
