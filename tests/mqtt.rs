@@ -146,9 +146,13 @@ impl Sub {
                         .push((topic.to_string(), payload.to_string()));
                 }
             });
-            let sub = Sub { child, lines };
+            let mut sub = Sub { child, lines };
             let probe = Instant::now();
             while probe.elapsed() < Duration::from_secs(2) {
+                // Refused (the broker is not up yet): try again at once, not after the probes.
+                if sub.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
                 let _ = Command::new("mosquitto_pub")
                     .args([
                         "-h",
