@@ -1,6 +1,7 @@
 //! The portable core of the profiling firmware, shared by every port and by the host: the serial
 //! wire protocol ([`proto`]), the model file format ([`model`]), group-wise quantization
-//! ([`quant`]), the transformer ([`infer`]) and the firmware main loop ([`fw`]). `no_std` and
+//! ([`quant`]), the transformer ([`infer`]), the firmware main loop ([`fw`]) and stack painting
+//! ([`stack`]). `no_std` and
 //! allocation-free, so it builds for bare-metal targets; the `std` feature adds host-side model
 //! generation ([`gen`]).
 
@@ -15,6 +16,7 @@ pub mod math;
 pub mod model;
 pub mod proto;
 pub mod quant;
+pub mod stack;
 
 #[cfg(test)]
 extern crate std;

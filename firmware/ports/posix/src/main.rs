@@ -140,7 +140,6 @@ struct Stack {
     hi: usize,
 }
 
-const PAINT: u64 = 0xA5A5_A5A5_A5A5_A5A5;
 /// Stack for the firmware thread: far more than the core needs (a few KiB), like a generous
 /// MCU linker script.
 const STACK_BYTES: usize = 1 << 20;
@@ -164,28 +163,19 @@ impl Stack {
             if !ok {
                 return None;
             }
-            let lo = (addr as usize + 64 * 1024 + 7) & !7;
+            let lo = addr as usize + 64 * 1024;
             let hi = addr as usize + size;
             let marker = 0u8;
             let here = std::ptr::addr_of!(marker) as usize;
-            let top = here.checked_sub(4096)? & !7;
-            let mut p = lo;
-            while p < top {
-                std::ptr::write_volatile(p as *mut u64, PAINT);
-                p += 8;
-            }
+            fwcore::stack::paint(lo, here.checked_sub(4096)?);
             Some(Stack { lo, hi })
         }
     }
 
     /// Bytes from the stack's top down to the deepest word ever written.
     fn high_water(&self) -> u64 {
-        let mut p = self.lo;
         // SAFETY: reads inside this thread's stack mapping, painted by `paint`.
-        while p < self.hi && unsafe { std::ptr::read_volatile(p as *const u64) } == PAINT {
-            p += 8;
-        }
-        (self.hi - p) as u64
+        unsafe { fwcore::stack::high_water(self.lo, self.hi) }
     }
 }
 

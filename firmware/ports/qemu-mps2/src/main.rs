@@ -34,9 +34,6 @@ const SYST_RVR: usize = 0xE000_E014;
 const SYST_CVR: usize = 0xE000_E018;
 const CPACR: usize = 0xE000_ED88;
 
-/// Stack painting pattern, checked for the stack high-water mark.
-const PAINT: u32 = 0xA5A5_A5A5;
-
 extern "C" {
     static mut _sbss: u32;
     static mut _ebss: u32;
@@ -101,26 +98,17 @@ unsafe extern "C" fn reset() -> ! {
     main()
 }
 
-/// Fills the free RAM between .bss and (just below) the current stack pointer with [`PAINT`].
+/// Paints the free RAM between .bss and (just below) the current stack pointer.
 unsafe fn paint_stack() {
     let sp: usize;
     core::arch::asm!("mov {}, sp", out(reg) sp);
-    let mut p = addr_of_mut!(_ebss) as usize;
-    while p < sp - 64 {
-        write_volatile(p as *mut u32, PAINT);
-        p += 4;
-    }
+    fwcore::stack::paint(addr_of_mut!(_ebss) as usize, sp - 64);
 }
 
 /// Deepest stack use so far: the lowest word below the stack top no longer painted.
 fn stack_high_water() -> u64 {
-    let bottom = addr_of!(_ebss) as usize;
-    let top = addr_of!(_stack_top) as usize;
-    let mut p = bottom;
-    while p < top && unsafe { read_volatile(p as *const u32) } == PAINT {
-        p += 4;
-    }
-    (top - p) as u64
+    // SAFETY: .bss end to stack top is this image's RAM.
+    unsafe { fwcore::stack::high_water(addr_of!(_ebss) as usize, addr_of!(_stack_top) as usize) }
 }
 
 fn uart_init() {

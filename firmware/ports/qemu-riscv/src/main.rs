@@ -1,5 +1,6 @@
 //! The `qemu-riscv` port of the profiling firmware: RV64GC (the K210 class) or, built for
-//! `riscv32imafc`, RV32 (the BL602 class) on QEMU's `virt` machine in machine mode. Startup (stack, FPU on, .bss), the NS16550 UART as the serial line,
+//! `riscv32imafc`, RV32 (the BL602 class) on QEMU's `virt` machine in machine mode. Startup
+//! (stack, FPU on, .bss), the NS16550 UART as the serial line,
 //! the CLINT's `mtime` (10 MHz) as the clock, `mcycle` as the cycle counter (under `-icount`
 //! QEMU derives it from the instruction count: one per instruction at shift=0, so counts are
 //! exact and deterministic), the model read in place from its partition (placed by
@@ -28,8 +29,6 @@ const FLASH_BYTES: u64 = 32 << 20;
 const UART: usize = 0x1000_0000;
 const UART_LSR: usize = UART + 5;
 const MTIME: usize = 0x0200_BFF8;
-
-const PAINT: u64 = 0xA5A5_A5A5_A5A5_A5A5;
 
 extern "C" {
     static mut _sbss: u64;
@@ -69,21 +68,24 @@ fn mtime() -> u64 {
     unsafe { read_volatile(MTIME as *const u64) }
 }
 
-/// The 64-bit timer read as two halves, again if the high half moved in between.
+/// A 64-bit counter read as two 32-bit halves, again if the high half moved in between.
 #[cfg(target_pointer_width = "32")]
-fn mtime() -> u64 {
+fn halves(hi: impl Fn() -> u32, lo: impl Fn() -> u32) -> u64 {
     loop {
-        let (hi, lo, hi2) = unsafe {
-            (
-                read_volatile((MTIME + 4) as *const u32),
-                read_volatile(MTIME as *const u32),
-                read_volatile((MTIME + 4) as *const u32),
-            )
-        };
-        if hi == hi2 {
-            return (u64::from(hi) << 32) | u64::from(lo);
+        let (h, l, h2) = (hi(), lo(), hi());
+        if h == h2 {
+            return (u64::from(h) << 32) | u64::from(l);
         }
     }
+}
+
+#[cfg(target_pointer_width = "32")]
+fn mtime() -> u64 {
+    // SAFETY: the CLINT's timer registers.
+    halves(
+        || unsafe { read_volatile((MTIME + 4) as *const u32) },
+        || unsafe { read_volatile(MTIME as *const u32) },
+    )
 }
 
 #[cfg(target_pointer_width = "64")]
@@ -94,47 +96,34 @@ fn mcycle() -> u64 {
     c
 }
 
-/// RV32 reads the counter's halves from `mcycle` and `mcycleh`, again if the high half moved.
+/// RV32 reads the counter's halves from `mcycle` and `mcycleh`.
 #[cfg(target_pointer_width = "32")]
 fn mcycle() -> u64 {
-    loop {
-        let (hi, lo, hi2): (u32, u32, u32);
-        // SAFETY: reads machine-mode counter CSRs; no memory access.
+    let csr = |high: bool| {
+        let v: u32;
+        // SAFETY: reads a machine-mode counter CSR; no memory access.
         unsafe {
-            core::arch::asm!(
-                "csrr {0}, mcycleh",
-                "csrr {1}, mcycle",
-                "csrr {2}, mcycleh",
-                out(reg) hi,
-                out(reg) lo,
-                out(reg) hi2,
-                options(nomem, nostack),
-            )
-        };
-        if hi == hi2 {
-            return (u64::from(hi) << 32) | u64::from(lo);
+            if high {
+                core::arch::asm!("csrr {}, mcycleh", out(reg) v, options(nomem, nostack));
+            } else {
+                core::arch::asm!("csrr {}, mcycle", out(reg) v, options(nomem, nostack));
+            }
         }
-    }
+        v
+    };
+    halves(|| csr(true), || csr(false))
 }
 
 unsafe fn paint_stack() {
     let sp: usize;
     core::arch::asm!("mv {}, sp", out(reg) sp);
-    let mut p = addr_of_mut!(_ebss) as usize;
-    while p < sp - 128 {
-        write_volatile(p as *mut u64, PAINT);
-        p += 8;
-    }
+    fwcore::stack::paint(addr_of_mut!(_ebss) as usize, sp - 128);
 }
 
+/// Deepest stack use so far: the lowest word below the stack top no longer painted.
 fn stack_high_water() -> u64 {
-    let bottom = addr_of!(_ebss) as usize;
-    let top = addr_of!(_stack_top) as usize;
-    let mut p = bottom;
-    while p < top && unsafe { read_volatile(p as *const u64) } == PAINT {
-        p += 8;
-    }
-    (top - p) as u64
+    // SAFETY: .bss end to stack top is this image's RAM.
+    unsafe { fwcore::stack::high_water(addr_of!(_ebss) as usize, addr_of!(_stack_top) as usize) }
 }
 
 struct Virt {
