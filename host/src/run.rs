@@ -673,7 +673,8 @@ impl BoardJob<'_> {
         }
         res.end = Instant::now();
         if run_id.is_some() {
-            window.close(res.end);
+            // Interrupted, nobody waits for the sample after the run's end.
+            window.close(res.end, !stop());
             // The tokens are complete but the power data is cut short or missing: the status says
             // so, and `compare` (ok runs only) leaves such a run's energy out.
             if let (Some(why), "ok") = (window.failure(), res.outcome.status) {
@@ -799,8 +800,15 @@ impl JobOutcome {
     pub fn verdict(&self) -> anyhow::Result<()> {
         let failed: Vec<&SummaryRow> = self.rows.iter().filter(|r| r.status != "ok").collect();
         if self.interrupted {
+            let aborted = self.rows.iter().filter(|r| r.status == "aborted").count();
+            let what = match aborted {
+                // Every board was between two runs: nothing was cut short.
+                0 => "interrupted between runs, none was in progress".to_string(),
+                n => format!("interrupted: {n} run(s) in progress marked aborted"),
+            };
             return Err(Failed(format!(
-                "interrupted: runs marked aborted; everything measured is stored in {}",
+                "{what}; the {} run(s) recorded and everything measured are stored in {}",
+                self.rows.len(),
                 self.storage.display()
             ))
             .into());

@@ -141,9 +141,9 @@ impl Window {
     }
 
     /// Closes the window after the run ended at `end`, once a sample after `end` was taken (or
-    /// patience ran out).
-    pub fn close(&self, end: Instant) {
-        if let Some(period) = self.waiting_period() {
+    /// patience ran out); with `wait` false, at once.
+    pub fn close(&self, end: Instant, wait: bool) {
+        if let Some(period) = self.waiting_period().filter(|_| wait) {
             let give_up = Instant::now().max(end) + patience(period);
             let mut g = self.lock();
             if let Some(o) = g.as_mut() {
@@ -197,7 +197,7 @@ mod tests {
         let t0 = w.open("r1".into());
         // A 1 ms run: far shorter than one sample period.
         clock::wait_until(t0 + Duration::from_millis(1));
-        w.close(Instant::now());
+        w.close(Instant::now(), true);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let out = sampler.join().unwrap();
         let mine: Vec<i64> = out
@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(w.failure().as_deref(), Some("NACK"));
         let a = Instant::now();
         let t0 = w.open("r".into());
-        w.close(Instant::now());
+        w.close(Instant::now(), true);
         assert!(t0 - a < Duration::from_millis(5));
         assert!(a.elapsed() < Duration::from_millis(50));
     }
@@ -241,7 +241,7 @@ mod tests {
         let w = Window::new(None, Instant::now());
         let a = Instant::now();
         let t0 = w.open("r".into());
-        w.close(Instant::now());
+        w.close(Instant::now(), true);
         assert!(t0 - a < Duration::from_millis(5));
         assert!(a.elapsed() < Duration::from_millis(50));
     }
