@@ -187,6 +187,33 @@ impl Sub {
     fn messages(&self) -> Vec<(String, String)> {
         self.lines.lock().unwrap().clone()
     }
+
+    /// The messages once `done` holds for them (the broker and this reader may lag the
+    /// publisher on a loaded machine); fails after 15 s.
+    fn messages_when(
+        &self,
+        what: &str,
+        done: impl Fn(&[(String, String)]) -> bool,
+    ) -> Vec<(String, String)> {
+        let t = Instant::now();
+        loop {
+            let m = self.messages();
+            if done(&m) {
+                return m;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "never received {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Whether `msgs` hold the lab's retained "offline" status: the last thing a command publishes.
+fn went_offline(msgs: &[(String, String)]) -> bool {
+    msgs.iter()
+        .any(|(t, p)| t.ends_with("/status") && p == "offline")
 }
 
 impl Drop for Sub {
@@ -287,8 +314,7 @@ fn a_run_publishes_everything_to_mosquitto_and_samples_match_duckdb() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o).1);
-    std::thread::sleep(Duration::from_millis(500));
-    let msgs = sub.messages();
+    let msgs = sub.messages_when("the offline status", went_offline);
     let has = |suffix: &str| msgs.iter().filter(|(t, _)| t.ends_with(suffix)).count();
     let prefix = "labctl/virtual-lab";
     assert!(msgs
@@ -343,18 +369,18 @@ fn the_embedded_broker_serves_mosquitto_sub_and_a_taken_address_is_reported() {
     let sub = Sub::start(port);
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", text(&o).1);
-    let msgs = sub.messages();
-    let mqtt = power_counts(&msgs);
     let db = db_counts(&dir.path().join("lab.duckdb"));
     // Runs that began after the subscription are complete over MQTT.
     let last = db
         .keys()
         .max_by_key(|k| k.rsplit('r').next().and_then(|n| n.parse::<u32>().ok()))
         .unwrap();
+    let msgs = sub.messages_when("the last run's summary", |m| {
+        m.iter()
+            .any(|(t, _)| t.ends_with(&format!("{}/summary", last)))
+    });
+    let mqtt = power_counts(&msgs);
     assert_eq!(mqtt.get(last), db.get(last), "run {last}");
-    assert!(msgs
-        .iter()
-        .any(|(t, _)| t.ends_with(&format!("{}/summary", last))));
 
     // An address the embedded broker cannot bind: said once, plainly; the run still works.
     let (_d2, lab2) = virtual_lab();
@@ -491,7 +517,7 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // "online" means subscribed: jobs sent from now on are taken.
     let bad: Vec<&[u8]> = vec![
         b"",
         b"\xff\xfe\xfd",
@@ -585,7 +611,7 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(code.success(), "{code:?}");
-    std::thread::sleep(Duration::from_millis(300));
+    sub.messages_when("the offline status", went_offline);
     let last = |id: &str| replies(id).last().cloned().unwrap_or_default();
     assert_eq!(last("long")["status"], "aborted", "{:?}", replies("long"));
     assert_eq!(last("next")["status"], "aborted", "{:?}", replies("next"));
@@ -750,9 +776,9 @@ fn sense_publishes_every_stored_sample() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o).1);
-    std::thread::sleep(Duration::from_millis(500));
+    let msgs = sub.messages_when("the offline status", went_offline);
     let mut received = 0usize;
-    for (t, p) in sub.messages().iter().filter(|(t, _)| t.ends_with("/power")) {
+    for (t, p) in msgs.iter().filter(|(t, _)| t.ends_with("/power")) {
         let v: Value = serde_json::from_str(p).unwrap_or_else(|e| panic!("{t}: {e}"));
         assert!(v["run_id"].is_null(), "outside a run");
         received += v["t_us"].as_array().unwrap().len();

@@ -61,6 +61,8 @@ pub struct Publisher {
     announce: bool,
     /// Whether undelivered messages are worth a line at exit (not for control requests).
     reports_losses: bool,
+    /// Disconnected once the network thread has ended (after it sent DISCONNECT).
+    ended: Mutex<mpsc::Receiver<()>>,
 }
 
 fn url_host_port(url: &str) -> Option<(String, u16, bool)> {
@@ -287,11 +289,24 @@ impl Publisher {
         let status_topic = format!("{prefix}/status");
         let where_ = describe.clone();
         let (inbox_tx, inbox_rx) = mpsc::channel();
+        let (ended_tx, ended) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("mqtt".into())
             .spawn(move || {
+                let _ended = ended_tx;
                 let mut backoff = Duration::from_millis(250);
                 let mut reported = false;
+                let mut closing = false;
+                let online = || {
+                    if announce {
+                        let _ = status_client.try_publish(
+                            status_topic.as_str(),
+                            QoS::AtLeastOnce,
+                            true,
+                            "online",
+                        );
+                    }
+                };
                 for ev in conn.iter() {
                     match ev {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -301,26 +316,29 @@ impl Publisher {
                                 eprintln!("MQTT: connected again to {where_}; publishing resumes");
                                 reported = false;
                             }
-                            if announce {
-                                let _ = status_client.try_publish(
-                                    status_topic.as_str(),
-                                    QoS::AtLeastOnce,
-                                    true,
-                                    "online",
-                                );
-                            }
-                            for f in &filters {
-                                let _ = status_client.try_subscribe(f.as_str(), QoS::AtLeastOnce);
+                            // A lab that takes jobs is "online" once its subscription is in
+                            // place (SubAck), so a job sent on seeing "online" is not missed.
+                            if filters.is_empty() {
+                                online();
+                            } else {
+                                let _ = status_client.try_subscribe_many(filters.iter().map(
+                                    |f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce),
+                                ));
                             }
                         }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => online(),
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             let _ = inbox_tx.send((p.topic.clone(), p.payload.to_vec()));
                         }
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                            // Keep reading until the broker closes its side: closing ours with
+                            // its acks still unread would reset the connection, and the broker
+                            // would drop our last messages with it (and publish our will).
                             flag.store(false, Ordering::Relaxed);
-                            break;
+                            closing = true;
                         }
                         Ok(_) => {}
+                        Err(_) if closing => break,
                         Err(e) => {
                             flag.store(false, Ordering::Relaxed);
                             if !reported {
@@ -354,6 +372,7 @@ impl Publisher {
             describe,
             announce,
             reports_losses: role != "ctl",
+            ended: Mutex::new(ended),
         });
         Ok((p, inbox_rx))
     }
@@ -610,10 +629,15 @@ impl Publisher {
                 true,
                 "offline",
             );
-            // rumqttc sends queued requests in order; a short grace lets them out.
-            std::thread::sleep(Duration::from_millis(200));
         }
+        let connected = self.is_connected();
         let _ = self.client.try_disconnect();
+        if connected {
+            // rumqttc sends queued requests in order: once DISCONNECT went out, everything
+            // before it did too. Bounded, in case the broker vanishes right now.
+            let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = ended.recv_timeout(Duration::from_secs(5));
+        }
     }
 }
 
