@@ -6,7 +6,7 @@
 use std::{
     io::Write,
     path::Path,
-    process::Stdio,
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -238,16 +238,22 @@ fn firmware_of(parent: u32, platform: &str) -> Option<(i32, String)> {
     None
 }
 
-#[test]
-fn a_killed_board_fails_alone_and_garbage_on_a_line_is_counted() {
-    let (dir, lab) = virtual_lab();
-    let child = labctl()
+/// Starts a long `labctl run --json` on the lab in the background, its output captured.
+fn spawn_json_run(lab: &Path, tokens: u32, repeat: u32) -> Child {
+    labctl()
         .args(["--lab", lab.to_str().unwrap(), "run", "--json"])
-        .args(["--tokens", "100", "--repeat", "40"])
+        .args(["--tokens", &tokens.to_string()])
+        .args(["--repeat", &repeat.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_killed_board_fails_alone_and_garbage_on_a_line_is_counted() {
+    let (dir, lab) = virtual_lab();
+    let child = spawn_json_run(&lab, 100, 40);
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut pico, mut nucleo) = (None, None);
     while Instant::now() < deadline && (pico.is_none() || nucleo.is_none()) {
@@ -456,13 +462,7 @@ fn ctrl_c_marks_runs_aborted_and_keeps_what_was_measured() {
     // until it hits a run in progress.
     for attempt in 1..=5 {
         let (dir, lab) = virtual_lab();
-        let child = labctl()
-            .args(["--lab", lab.to_str().unwrap(), "run", "--json"])
-            .args(["--tokens", "100", "--repeat", "200"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_json_run(&lab, 100, 200);
         std::thread::sleep(Duration::from_millis(1500));
         // SAFETY: signalling the child we spawned.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
