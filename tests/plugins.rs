@@ -73,6 +73,12 @@ fn bad_libraries_are_rejected_with_path_and_reason_and_the_rest_loads() {
         d.join("liblabctl_future.so"),
     )
     .unwrap();
+    // A real ABI 2 plugin: built against the frozen ABI 2 interface crate.
+    std::fs::copy(
+        plugin_lib("fixture_plugin_abi2"),
+        d.join("liblabctl_oldboard.so"),
+    )
+    .unwrap();
     std::fs::write(d.join("liblabctl_garbage.so"), b"this is not an ELF file").unwrap();
     let foreign = foreign_library().expect("a libm to use as a foreign shared library");
     std::fs::copy(foreign, d.join("liblabctl_libm.so")).unwrap();
@@ -113,10 +119,16 @@ fn bad_libraries_are_rejected_with_path_and_reason_and_the_rest_loads() {
     };
     let abi = reason("liblabctl_future.so");
     let (theirs, ours) = (
-        format!("ABI version {}", labctl_plugin_api_version() + 1),
-        format!("ABI version {}", labctl_plugin_api_version()),
+        format!("built for plugin ABI {}", labctl_plugin_api_version() + 1),
+        format!("needs plugin ABI {}", labctl_plugin_api_version()),
     );
     assert!(abi.contains(&theirs) && abi.contains(&ours), "{abi}");
+    let old = reason("liblabctl_oldboard.so");
+    assert!(
+        old.contains("\"oldboard\" was built for plugin ABI 2")
+            && old.contains(&format!("needs plugin ABI {}", labctl_plugin_api_version())),
+        "{old}"
+    );
     assert!(reason("liblabctl_garbage.so").contains("not a labctl plugin"));
     assert!(reason("liblabctl_libm.so").contains("not a labctl plugin"));
 

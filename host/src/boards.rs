@@ -79,7 +79,15 @@ pub fn collect(rt: &Runtime, busy: &std::collections::HashMap<String, String>) -
                         // The chip needs one conversion after configuration before its registers
                         // hold a measurement.
                         std::thread::sleep(std::time::Duration::from_millis(150));
-                        match dev.self_test().into_result() {
+                        // One channel per lab sensor today: its reading is the first.
+                        match dev.self_test().into_result().and_then(|v| {
+                            v.into_iter().next().ok_or_else(|| {
+                                labctl_plugin_api::PluginError::new(
+                                    labctl_plugin_api::ErrorKind::BadData,
+                                    "the sensor returned no channel",
+                                )
+                            })
+                        }) {
                             Ok(r) => (
                                 if r.overflow {
                                     "ok (overflow flagged)"
@@ -104,7 +112,7 @@ pub fn collect(rt: &Runtime, busy: &std::collections::HashMap<String, String>) -
             (Some(p), _) if p.emulated => "emulated (no USB)".to_string(),
             (Some(p), Ok(ids)) => {
                 let found: Vec<String> = p
-                    .usb_ids
+                    .usb
                     .iter()
                     .filter(|u| ids.contains(&(u.vid, u.pid)))
                     .map(|u| format!("{:04x}:{:04x}", u.vid, u.pid))

@@ -198,6 +198,10 @@ pub struct RunArgs {
     /// Print the summary as JSON (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Print what bring-up would do on each board, one line per step (`board<TAB>step<TAB>argv`:
+    /// power, flash/start, reset, console) with the exact command lines, and do none of it.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -174,9 +174,12 @@ impl Rig {
         let handle = match self.buses.get(&s.bus) {
             Some(BusSlot::Sim(bus)) => {
                 let rail = self.rail_for(rt, s);
-                let dev = (api.simulate())(&cfg, rail.boxed())
-                    .into_result()
-                    .map_err(|e| format!("simulated {}: {}", s.chip, e.message))?;
+                let dev = (api.simulate())(
+                    abi_stable::std_types::RSlice::from_slice(std::slice::from_ref(&cfg)),
+                    vec![rail.boxed()].into(),
+                )
+                .into_result()
+                .map_err(|e| format!("simulated {}: {}", s.chip, e.message))?;
                 bus.attach(s.address, dev);
                 self.rails.insert(s.name.clone(), rail);
                 bus.handle()
@@ -185,9 +188,12 @@ impl Rig {
             Some(BusSlot::Failed(e)) => return Err(e.clone()),
             None => return Err(format!("bus {:?} is not defined", s.bus)),
         };
-        (api.open())(handle, &cfg)
-            .into_result()
-            .map_err(|e| e.message.to_string())
+        (api.open())(
+            handle,
+            abi_stable::std_types::RSlice::from_slice(std::slice::from_ref(&cfg)),
+        )
+        .into_result()
+        .map_err(|e| e.message.to_string())
     }
 
     /// The simulated rail of a sensor's board: its profile's idle current at its supply voltage

@@ -11,7 +11,7 @@ use fwcore::{
     model::{seed_of, Config, Model},
     quant::Quant,
 };
-use labctl_plugin_api::BoardProfile;
+use labctl_plugin_api::profile::Profile;
 use serde_json::json;
 
 use crate::{cli::ModelCmd, plugins::Plugins, BadInput, Failed};
@@ -29,6 +29,15 @@ pub const FIRMWARE_RAM_BYTES: u64 = 24 * 1024;
 pub const FIRMWARE_FLASH_BYTES: u64 = 96 * 1024;
 
 /// A model file read into memory and checked.
+/// SHA-256 of `bytes`, 64 lower-case hex digits (what `sha256sum` prints).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub struct ModelFile {
     pub path: PathBuf,
     pub bytes: Vec<u8>,
@@ -96,6 +105,29 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// A run's `--model`: an existing file, or `PRESET[:QUANT]` generated once into `cache` and
 /// reused (QUANT defaults to q8_0).
+/// Where generated preset models are kept: `models/` beside the database.
+pub fn cache_dir(lab: &lab_config::Lab) -> PathBuf {
+    lab.storage_path
+        .parent()
+        .map(|d| d.join("models"))
+        .unwrap_or_else(|| PathBuf::from("models"))
+}
+
+/// The file a `--model` names, without generating a preset that is not there yet (dry runs).
+pub fn path_of(spec: &str, cache: &Path) -> anyhow::Result<PathBuf> {
+    let p = Path::new(spec);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    let (name, quant) = spec.split_once(':').unwrap_or((spec, "q8_0"));
+    if spec.contains('/') || Preset::by_name(name).is_none() {
+        return resolve(spec, cache);
+    }
+    Ok(cache
+        .join(format!("gen{}", gen::GENERATOR_VERSION))
+        .join(format!("{name}-{}.ltlm", parse_quant(quant)?.name())))
+}
+
 pub fn resolve(spec: &str, cache: &Path) -> anyhow::Result<PathBuf> {
     let p = Path::new(spec);
     if p.exists() {
@@ -187,13 +219,13 @@ impl Fit {
 
 /// Flash: model + firmware. RAM: KV cache + activations (the firmware's static arena) + the
 /// firmware's own RAM; on boards with PSRAM, PSRAM counts as RAM (where KV caches live there).
-pub fn fit(cfg: &Config, model_bytes: u64, p: &BoardProfile, ctx: usize) -> Fit {
+pub fn fit(cfg: &Config, model_bytes: u64, p: &Profile, ctx: usize) -> Fit {
     let s = sizes(cfg, ctx);
     let kv = (2 * cfg.n_layers as usize * ctx * cfg.kv_dim() * 4) as u64;
     let arena = s.bytes() as u64;
     let flash_needed = model_bytes + FIRMWARE_FLASH_BYTES;
     let ram_needed = arena + FIRMWARE_RAM_BYTES;
-    let ram = p.ram_bytes + p.psram_bytes;
+    let ram = p.sram_bytes() + p.psram_bytes();
     let margin = |need: u64, have: u64| {
         if have == 0 {
             -1.0
@@ -206,14 +238,14 @@ pub fn fit(cfg: &Config, model_bytes: u64, p: &BoardProfile, ctx: usize) -> Fit 
         ctx_tokens: ctx,
         model_bytes,
         flash_needed,
-        flash_bytes: p.flash_bytes,
+        flash_bytes: p.flash_bytes(),
         kv_cache_bytes: kv,
         activation_bytes: arena - kv,
         ram_needed,
         ram_bytes: ram,
-        fits_flash: flash_needed <= p.flash_bytes,
+        fits_flash: flash_needed <= p.flash_bytes(),
         fits_ram: ram_needed <= ram,
-        flash_margin: margin(flash_needed, p.flash_bytes),
+        flash_margin: margin(flash_needed, p.flash_bytes()),
         ram_margin: margin(ram_needed, ram),
     }
 }
@@ -310,7 +342,7 @@ fn config_json(cfg: &Config) -> serde_json::Value {
     })
 }
 
-fn find_profile(plugins: &Plugins, platform: &str, profile: &str) -> anyhow::Result<BoardProfile> {
+fn find_profile(plugins: &Plugins, platform: &str, profile: &str) -> anyhow::Result<Profile> {
     plugins.profile(platform, profile).cloned().ok_or_else(|| {
         let known: Vec<String> = plugins
             .loaded
@@ -458,7 +490,7 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
                     human(FIRMWARE_RAM_BYTES),
                     human(f.ram_needed),
                     human(f.ram_bytes),
-                    if p.psram_bytes > 0 { " (SRAM + PSRAM)" } else { "" },
+                    if p.psram_bytes() > 0 { " (SRAM + PSRAM)" } else { "" },
                     yes(f.fits_ram),
                     f.ram_margin * 100.0
                 );

@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use abi_stable::library::lib_header_from_path;
+use abi_stable::library::LibraryError;
 use labctl_plugin_api::{
-    BoardProfile, ChipInfo, PlatformApiRef, PluginModRef, SensorApiRef, SensorConfig, ABI_VERSION,
+    profile::{Profile, ProfileDoc},
+    ChipInfo, PlatformApiRef, PluginModRef, SensorApiRef, SensorConfig, ABI_VERSION,
     LIBRARY_PREFIX,
 };
 use serde::Serialize;
@@ -19,7 +21,8 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     pub platform: Option<PlatformApiRef>,
     pub sensor: Option<SensorApiRef>,
-    pub profiles: Vec<BoardProfile>,
+    /// The platform's profiles, from its validated profile document.
+    pub profiles: Vec<Profile>,
     pub chips: Vec<ChipInfo>,
 }
 
@@ -128,7 +131,7 @@ impl Plugins {
             .find(|p| p.platform.is_some() && p.name == name)
     }
 
-    pub fn profile(&self, platform: &str, profile: &str) -> Option<&BoardProfile> {
+    pub fn profile(&self, platform: &str, profile: &str) -> Option<&Profile> {
         self.platform(platform)?
             .profiles
             .iter()
@@ -177,16 +180,39 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, String> {
             e.to_string().trim().replace('\n', " ")
         )
     })?;
-    let module = header.init_root_module::<PluginModRef>().map_err(|e| {
-        format!(
-            "incompatible plugin interface (built against another labctl plugin API): {}",
-            e.to_string().trim().replace('\n', " ")
-        )
-    })?;
+    let module = match header.init_root_module::<PluginModRef>() {
+        Ok(m) => m,
+        Err(LibraryError::AbiInstability(_)) => {
+            // Every plugin ABI so far starts its root module with the same `info` function
+            // returning the same `PluginInfo`: ask it which ABI the library was built for.
+            // SAFETY: only the first field is read, whose layout all ABI versions share.
+            let old = unsafe { header.init_root_module_with_unchecked_layout::<PluginModRef>() };
+            let built = old
+                .ok()
+                .map(|m| (m.info())())
+                .map(|i| {
+                    format!(
+                        "plugin {:?} was built for plugin ABI {}",
+                        i.name.as_str(),
+                        i.abi_version
+                    )
+                })
+                .unwrap_or_else(|| "built against another labctl plugin interface".into());
+            return Err(format!(
+                "{built}; this labctl needs plugin ABI {ABI_VERSION}: rebuild it against this labctl's labctl-plugin-api"
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "incompatible plugin interface (built against another labctl plugin API): {}",
+                e.to_string().trim().replace('\n', " ")
+            ))
+        }
+    };
     let info = (module.info())();
     if info.abi_version != ABI_VERSION {
         return Err(format!(
-            "plugin {:?} was built for plugin ABI version {}, this labctl speaks ABI version {ABI_VERSION}",
+            "plugin {:?} was built for plugin ABI {}; this labctl needs plugin ABI {ABI_VERSION}",
             info.name.as_str(),
             info.abi_version
         ));
@@ -199,9 +225,14 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, String> {
             info.name.as_str()
         ));
     }
-    let profiles = platform
-        .map(|p| (p.profiles())().into_vec())
-        .unwrap_or_default();
+    let profiles = match platform {
+        Some(p) => {
+            ProfileDoc::parse((p.profiles())().as_str())
+                .map_err(|e| format!("plugin {:?}: {e}", info.name.as_str()))?
+                .profiles
+        }
+        None => vec![],
+    };
     let chips = sensor.map(|s| (s.chips())().into_vec()).unwrap_or_default();
     Ok(LoadedPlugin {
         name: info.name.to_string(),
@@ -221,11 +252,14 @@ pub fn sensor_config(s: &lab_config::Sensor, rate_hz: f64) -> SensorConfig {
     SensorConfig {
         chip: s.chip.as_str().into(),
         address: s.address,
+        channel: s.channel,
         shunt_ohms: s.shunt_ohms,
         max_current_a: s.max_current_a,
         adc_bits: s.adc_bits,
         averaging: s.averaging,
         rate_hz,
+        sample_rate_sps: s.sample_rate_sps,
+        bipolar: s.bipolar,
     }
 }
 
@@ -246,7 +280,12 @@ impl lab_config::Catalog for Catalog<'_> {
             .0
             .sensor_plugin(&s.chip)
             .ok_or_else(|| self.0.why_missing(&format!("chip {:?}", s.chip)))?;
-        match (api.timing())(&sensor_config(s, s.rate_hz)).into_result() {
+        let cfg = sensor_config(s, s.rate_hz);
+        match (api.timing())(abi_stable::std_types::RSlice::from_slice(
+            std::slice::from_ref(&cfg),
+        ))
+        .into_result()
+        {
             Ok(t) => Ok(lab_config::SensorTiming {
                 min_period_us: t.min_period_us,
                 bus_bits_per_sample: t.bus_bits_per_sample,
@@ -259,6 +298,10 @@ impl lab_config::Catalog for Catalog<'_> {
         self.0
             .platform(platform)
             .map(|p| p.profiles.iter().map(|b| b.name.to_string()).collect())
+    }
+
+    fn profile_is_real(&self, platform: &str, profile: &str) -> Option<bool> {
+        self.0.profile(platform, profile).map(|p| !p.emulated)
     }
 }
 

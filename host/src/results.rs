@@ -640,8 +640,9 @@ pub fn cmd_recommend(
             if let (Some(p), Some(ram), Some(flash)) = (prof, c.ram_peak_kb, c.flash_kb) {
                 let ram_need = ram * 1024.0 + crate::model::FIRMWARE_RAM_BYTES as f64;
                 let flash_need = flash * 1024.0 + crate::model::FIRMWARE_FLASH_BYTES as f64;
-                c.ram_margin = Some(1.0 - ram_need / (p.ram_bytes + p.psram_bytes).max(1) as f64);
-                c.flash_margin = Some(1.0 - flash_need / p.flash_bytes.max(1) as f64);
+                c.ram_margin =
+                    Some(1.0 - ram_need / (p.sram_bytes() + p.psram_bytes()).max(1) as f64);
+                c.flash_margin = Some(1.0 - flash_need / p.flash_bytes().max(1) as f64);
             }
         }
     }

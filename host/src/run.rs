@@ -26,11 +26,14 @@ use anyhow::Context;
 use duckdb::params;
 use fwcore::proto::PROTOCOL_VERSION;
 use lab_config::Board;
-use labctl_plugin_api::{BoardProfile, BoardSessionBox, BoardSpec, PlatformApiRef, PowerSensorBox};
+use labctl_plugin_api::{
+    profile::Profile, BoardSessionBox, BoardSpec, ErrorKind, PlatformApiRef, PowerSensorBox,
+};
 
 use crate::{
     cli::RunArgs,
     clock,
+    console::{self, Link, LinkEnd, RxFrame},
     lab::{Rig, Runtime},
     model::{self, ModelFile},
     mqtt::Publisher,
@@ -38,7 +41,6 @@ use crate::{
     rails::Rail,
     relay,
     sense::{sample_loop, stop_flag, Meta},
-    serial::{Link, LinkEnd, Pty, RxFrame},
     store::{ingest, tee, Rec, Store, TokenRow, LIVE_TICK},
     window::Window,
     BadInput, Failed,
@@ -46,6 +48,9 @@ use crate::{
 
 /// Name of the posix firmware program, found beside `labctl` (or in its `firmware/` folder).
 pub const POSIX_FIRMWARE: &str = "labctl-fw-posix";
+/// How long a `reset = "power-cycle"` keeps the supply off: long enough for a board's
+/// regulators and brown-out detector to see it.
+const POWER_CYCLE_OFF: Duration = Duration::from_millis(500);
 /// Prompt ids per `IDS` frame (the firmware's limit).
 const IDS_PER_FRAME: usize = fwcore::fw::IDS_PER_FRAME;
 
@@ -134,7 +139,7 @@ impl Progress {
 /// Everything a board thread needs.
 struct BoardJob<'a> {
     board: Board,
-    profile: BoardProfile,
+    profile: Profile,
     platform: PlatformApiRef,
     plugin_version: String,
     sensor: Option<(PowerSensorBox, Meta)>,
@@ -154,6 +159,8 @@ struct BoardJob<'a> {
 struct ModelPlan {
     file: ModelFile,
     prompt_ids: Vec<u32>,
+    /// SHA-256 of the model file, hex (stored in `runs.model_sha256`).
+    sha256: String,
 }
 
 /// Raw token event as received.
@@ -170,6 +177,44 @@ struct Tok {
 struct Outcome {
     status: &'static str,
     error: Option<String>,
+    /// Machine-readable reason beside `error` (docs/database.md lists them).
+    code: Option<&'static str>,
+}
+
+/// Why a board's session stopped before or between runs: the status its run gets, the reason
+/// code and the words.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub status: &'static str,
+    pub code: &'static str,
+    pub why: String,
+}
+
+impl Fault {
+    /// The model, firmware or measurement failed.
+    fn failed(code: &'static str, why: impl Into<String>) -> Fault {
+        Fault {
+            status: "failed",
+            code,
+            why: why.into(),
+        }
+    }
+    /// Infrastructure failed: console, power driver, platform plugin, flashing tool.
+    fn error(code: &'static str, why: impl Into<String>) -> Fault {
+        Fault {
+            status: "error",
+            code,
+            why: why.into(),
+        }
+    }
+}
+
+/// What the board's `READY` and `MODEL` frames told.
+struct Ready {
+    firmware: String,
+    ram: u64,
+    flash: u64,
+    crc32: Option<u32>,
 }
 
 /// One run's result on the board side.
@@ -245,19 +290,19 @@ impl BoardJob<'_> {
 
     /// A run that never started (board faulted, boot failed): one `failed` row per model.
     /// Interrupted by the user, it is `aborted` instead.
-    fn record_failed(&self, model: &ModelPlan, midx: usize, why: &str) -> Arc<str> {
+    fn record_failed(&self, model: &ModelPlan, midx: usize, fault: &Fault) -> Arc<str> {
         let run_id: Arc<str> = format!("{}-{}-m{midx}-r0", self.batch, self.name()).into();
         self.insert_run(&run_id, model, 0);
-        let (id, why) = (run_id.to_string(), why.to_string());
-        let status = if self.stop.load(Ordering::Relaxed) {
-            "aborted"
+        let (id, why) = (run_id.to_string(), fault.why.clone());
+        let (status, code) = if self.stop.load(Ordering::Relaxed) {
+            ("aborted", "interrupted")
         } else {
-            "failed"
+            (fault.status, fault.code)
         };
         self.exec(move |c| {
             c.execute(
-                "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ? WHERE run_id = ?",
-                params![status, why, id],
+                "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, reason_code = ? WHERE run_id = ?",
+                params![status, why, code, id],
             )
             .map(|_| ())
         });
@@ -279,20 +324,15 @@ impl BoardJob<'_> {
             self.batch.to_string(),
             repeat as i32,
             self.args.prompt.clone(),
-            match (self.profile.emulated, self.board.platform.as_str()) {
-                (true, "qemu") => {
-                    "emulated-cycles: QEMU with -icount, virtual time follows the instruction count; not a real chip's timing"
-                }
-                (true, _) => "host-cpu: emulated board, timings are the host CPU's, not the real chip's",
-                _ => "board",
-            },
+            self.profile.timing_label(),
             self.profile.clock_hz as i64,
         );
+        let sha = m.sha256.clone();
         self.exec(move |c| {
             c.execute(
-                "INSERT INTO runs (run_id, started_at, board, platform, profile, model, quant, prompt_tokens, gen_tokens, status, simulated, labctl_version, plugin_version, batch_id, repeat_idx, prompt, timing_source, clock_hz) \
-                 VALUES (?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![v.0, v.1, v.2, v.3, v.4, v.5, v.6, v.7, v.8, env!("CARGO_PKG_VERSION"), v.9, v.10, v.11, v.12, v.13, v.14],
+                "INSERT INTO runs (run_id, started_at, board, platform, profile, model, quant, prompt_tokens, gen_tokens, status, simulated, labctl_version, plugin_version, batch_id, repeat_idx, prompt, timing_source, clock_hz, model_sha256) \
+                 VALUES (?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![v.0, v.1, v.2, v.3, v.4, v.5, v.6, v.7, v.8, env!("CARGO_PKG_VERSION"), v.9, v.10, v.11, v.12, v.13, v.14, sha],
             )
             .map(|_| ())
         });
@@ -348,38 +388,80 @@ impl BoardJob<'_> {
         ids
     }
 
-    fn power(&self, on: bool) -> Result<(), String> {
+    fn power(&self, on: bool) -> Result<(), Fault> {
         if self.board.relay.is_none() {
             return Ok(());
         }
         relay::set_board_power(self.lab, &self.board.name, on)
             .map(|_| ())
-            .map_err(|e| format!("relay: {e:#}"))
+            .map_err(|e| Fault::error("power", format!("relay: {e:#}")))
+    }
+
+    /// The lab file's `reset`, once the console is open and before the handshake.
+    fn reset(&self, console: &console::Console) -> Result<(), Fault> {
+        match self.board.reset {
+            lab_config::Reset::None => Ok(()),
+            lab_config::Reset::Dtr | lab_config::Reset::Rts => console
+                .pulse(self.board.reset)
+                .map_err(|e| Fault::error("reset", e)),
+            lab_config::Reset::PowerCycle => {
+                self.power(false)?;
+                std::thread::sleep(POWER_CYCLE_OFF);
+                self.power(true)
+            }
+        }
+    }
+
+    /// Whether the model fits this board's memory: the profile's, or what the board reported in
+    /// `READY` when its profile does not know (a hand-flashed `serial` board).
+    fn fits(&self, m: &ModelPlan, ready: Option<&Ready>) -> Result<(), Fault> {
+        let profile = match ready {
+            Some(r) => self.profile.with_reported(r.ram, r.flash),
+            None => self.profile.clone(),
+        };
+        let ctx = m.prompt_ids.len() + self.args.tokens as usize;
+        let fit = model::fit(&m.file.cfg, m.file.bytes.len() as u64, &profile, ctx);
+        if fit.fits() {
+            return Ok(());
+        }
+        let whose = if ready.is_some() {
+            format!("{} (as it reports in READY)", self.name())
+        } else {
+            profile.name.to_string()
+        };
+        Err(Fault::failed(
+            "model-too-big",
+            format!("model does not fit {whose}: {}", fit.why_not()),
+        ))
     }
 
     /// One model on this board: boot with it, handshake, warm-up and measured runs, power off.
     fn run_model(&self, m: &ModelPlan, midx: usize, window: &Window) -> Vec<Arc<str>> {
         let name = self.name().to_string();
         let ctx = m.prompt_ids.len() + self.args.tokens as usize;
-        let fit = model::fit(&m.file.cfg, m.file.bytes.len() as u64, &self.profile, ctx);
-        if !fit.fits() {
-            let why = format!(
-                "model does not fit {}: {}",
-                self.profile.name,
-                fit.why_not()
-            );
-            self.progress.note(&format!("{name}: {why}"));
-            return vec![self.record_failed(m, midx, &why)];
+        // A profile that knows the board's memory is checked before anything is powered.
+        let known = self.profile.knows_memory();
+        if known {
+            if let Err(f) = self.fits(m, None) {
+                self.progress.note(&format!("{name}: {}", f.why));
+                return vec![self.record_failed(m, midx, &f)];
+            }
         }
         self.progress.set(&name, "powering on", 0, 0);
-        let pty = match Pty::open() {
-            Ok(p) => p,
-            Err(e) => return vec![self.record_failed(m, midx, &format!("pty: {e}"))],
+        // A pty or a real device is opened before bring-up; an emulator's own console after.
+        let early = match console::open_early(&self.board, self.profile.console) {
+            Ok(c) => c,
+            Err(e) => {
+                let f = Fault::error("console", e);
+                self.progress.note(&format!("{name}: {}", f.why));
+                return vec![self.record_failed(m, midx, &f)];
+            }
         };
         let spec = BoardSpec {
             board: name.as_str().into(),
-            profile: self.board.profile.as_str().into(),
-            serial: pty.slave_path.as_str().into(),
+            profile: self.profile.to_json().into(),
+            serial: early.as_ref().map(|c| c.path()).unwrap_or_default().into(),
+            baud: console::baud(&self.board),
             firmware: self.firmware.to_string_lossy().as_ref().into(),
             model: m.file.path.to_string_lossy().as_ref().into(),
             ctx_tokens: ctx as u32,
@@ -391,23 +473,51 @@ impl BoardJob<'_> {
         let mut session = match (self.platform.open_board())(&spec, rail).into_result() {
             Ok(s) => s,
             Err(e) => {
-                let why = format!("platform {}: {}", self.board.platform, e.message);
-                self.progress.note(&format!("{name}: {why}"));
-                return vec![self.record_failed(m, midx, &why)];
+                let f = Fault::error(
+                    "platform",
+                    format!("platform {}: {}", self.board.platform, e.message),
+                );
+                self.progress.note(&format!("{name}: {}", f.why));
+                return vec![self.record_failed(m, midx, &f)];
             }
         };
-        if let Err(why) = self.power(true) {
-            return vec![self.record_failed(m, midx, &why)];
+        if let Err(f) = self.power(true) {
+            return vec![self.record_failed(m, midx, &f)];
         }
         self.state(true, "booting", None);
         let mut ids = vec![];
-        let result = (|| -> Result<(), String> {
-            session
-                .power_on()
-                .into_result()
-                .map_err(|e| format!("power on: {}", e.message))?;
-            let mut link = pty.link().map_err(|e| format!("serial: {e}"))?;
-            let fw = self.handshake(&mut link, &mut session, m)?;
+        let result = (|| -> Result<(), Fault> {
+            session.bootstrap().into_result().map_err(|e| {
+                let code = if e.kind == ErrorKind::MissingTool {
+                    "missing-tool"
+                } else {
+                    "platform"
+                };
+                Fault::error(code, format!("bootstrap: {}", e.message))
+            })?;
+            let console = match early {
+                Some(c) => c,
+                None => {
+                    let path = session.console_path().into_option().ok_or_else(|| {
+                        Fault::error(
+                            "platform",
+                            "the platform started the board but named no console",
+                        )
+                    })?;
+                    console::open_path(std::path::Path::new(path.as_str()), spec.baud)
+                        .map_err(|e| Fault::error("console", e))?
+                }
+            };
+            let mut link = console
+                .link()
+                .map_err(|e| Fault::error("console", format!("serial: {e}")))?;
+            self.reset(&console)?;
+            let ready = self.handshake(&mut link, &mut session, m)?;
+            if !known {
+                self.fits(m, Some(&ready))?;
+            }
+            let fw = ready.firmware.clone();
+            let board_crc = ready.crc32.map(|c| format!("{c:08x}"));
             self.state(true, "ready", None);
             let total_runs = self.args.warmup + self.args.repeat;
             for r in 0..total_runs {
@@ -425,11 +535,11 @@ impl BoardJob<'_> {
                 });
                 if let Some(id) = &run_id {
                     self.insert_run(id, m, r - self.args.warmup);
-                    let (id2, fw2) = (id.to_string(), fw.clone());
+                    let (id2, fw2, crc2) = (id.to_string(), fw.clone(), board_crc.clone());
                     self.exec(move |c| {
                         c.execute(
-                            "UPDATE runs SET firmware_version = ? WHERE run_id = ?",
-                            params![fw2, id2],
+                            "UPDATE runs SET firmware_version = ?, board_model_crc32 = ? WHERE run_id = ?",
+                            params![fw2, crc2, id2],
                         )
                         .map(|_| ())
                     });
@@ -444,7 +554,7 @@ impl BoardJob<'_> {
                 self.state(true, "idle", None);
                 // A run cut short by the board ends the board's session; a `partial` one
                 // (sensor lost) does not: its tokens and timings are still good.
-                let failed = matches!(res.outcome.status, "failed" | "aborted");
+                let failed = matches!(res.outcome.status, "failed" | "error" | "aborted");
                 let msg = format!(
                     "{name}: {label} {}{}",
                     res.outcome.status,
@@ -464,16 +574,16 @@ impl BoardJob<'_> {
             }
             Ok(())
         })();
-        if let Err(why) = &result {
-            self.progress.note(&format!("{name}: {why}"));
+        if let Err(f) = &result {
+            self.progress.note(&format!("{name}: {}", f.why));
             if ids.is_empty() {
-                ids.push(self.record_failed(m, midx, why));
+                ids.push(self.record_failed(m, midx, f));
             }
         }
         self.progress.set(&name, "powering off", 0, 0);
         let _ = session.power_off();
-        if let Err(why) = self.power(false) {
-            self.progress.note(&format!("{name}: {why}"));
+        if let Err(f) = self.power(false) {
+            self.progress.note(&format!("{name}: {}", f.why));
         }
         self.state(false, "off", None);
         ids
@@ -485,31 +595,46 @@ impl BoardJob<'_> {
         link: &mut Link,
         session: &mut BoardSessionBox,
         m: &ModelPlan,
-    ) -> Result<String, String> {
+    ) -> Result<Ready, Fault> {
         self.progress.set(self.name(), "booting", 0, 0);
         let deadline = Instant::now() + self.args.boot_timeout;
         let stop = || self.stop.load(Ordering::Relaxed);
         let mut alive = || into_reason(session.check());
-        let mut ask = |link: &mut Link, kind: &str, want: &str| -> Result<RxFrame, String> {
+        let mut ask = |link: &mut Link, kind: &str, want: &str| -> Result<RxFrame, Fault> {
             link.send(kind, &[("proto", &PROTOCOL_VERSION)])
-                .map_err(|e| format!("serial write: {e}"))?;
+                .map_err(|e| Fault::error("console", format!("serial write: {e}")))?;
             loop {
                 let f = link
                     .next(deadline, &mut alive, &stop)
                     .map_err(|e| match e {
-                        LinkEnd::Timeout => format!(
-                            "no {want} from the board within {:.0?} of power on",
-                            self.args.boot_timeout
+                        LinkEnd::Timeout => Fault::failed(
+                            "boot-timeout",
+                            format!(
+                                "no {want} from the board within {:.0?} of power on",
+                                self.args.boot_timeout
+                            ),
                         ),
-                        LinkEnd::Dead(why) => format!("board died during boot: {why}"),
-                        LinkEnd::Stopped => "interrupted".into(),
+                        LinkEnd::Dead(why) => {
+                            Fault::failed("board-died", format!("board died during boot: {why}"))
+                        }
+                        LinkEnd::Lost(why) => {
+                            Fault::error("console", format!("console lost during boot: {why}"))
+                        }
+                        LinkEnd::Stopped => Fault {
+                            status: "aborted",
+                            code: "interrupted",
+                            why: "interrupted".into(),
+                        },
                     })?;
                 match f.frame().kind {
                     k if k == want => return Ok(f),
                     "ERR" => {
-                        return Err(format!(
-                            "board refused {kind}: {}",
-                            f.frame().get("what").unwrap_or("?")
+                        return Err(Fault::failed(
+                            "board-error",
+                            format!(
+                                "board refused {kind}: {}",
+                                f.frame().get("what").unwrap_or("?")
+                            ),
                         ))
                     }
                     _ => continue,
@@ -520,12 +645,16 @@ impl BoardJob<'_> {
         let fr = ready.frame();
         let proto = fr
             .u32("proto")
-            .map_err(|_| "READY without proto".to_string())?;
+            .map_err(|_| Fault::failed("protocol", "READY without proto"))?;
         if proto != PROTOCOL_VERSION {
-            return Err(format!(
-                "board speaks protocol {proto}, this labctl speaks {PROTOCOL_VERSION}"
+            return Err(Fault::failed(
+                "protocol",
+                format!(
+                    "board speaks protocol {proto}, this labctl speaks {PROTOCOL_VERSION}: rebuild or reflash its firmware"
+                ),
             ));
         }
+        let (ram, flash) = (fr.u64("ram").unwrap_or(0), fr.u64("flash").unwrap_or(0));
         // The kernel variant is part of what ran: `0.1.0+dsp` tells DSP builds apart in `runs`.
         let fw = match (fr.get("fw").unwrap_or("?"), fr.get("kernels")) {
             (v, Some(k)) if k != "plain" => format!("{v}+{k}"),
@@ -538,14 +667,25 @@ impl BoardJob<'_> {
             && f.u32("dim") == Ok(want.dim)
             && f.u32("layers") == Ok(want.n_layers)
             && f.u32("vocab") == Ok(want.vocab_size);
-        if !same {
-            return Err(format!(
-                "the board reports a different model than {} (board: {})",
-                m.file.path.display(),
-                String::from_utf8_lossy(&info.line)
+        let crc32 = f.get("crc32").and_then(|c| u32::from_str_radix(c, 16).ok());
+        let ours = fwcore::crc::crc32(&m.file.bytes);
+        if !same || crc32 != Some(ours) {
+            return Err(Fault::failed(
+                "model-mismatch",
+                format!(
+                    "the board holds another model than {} (crc32 {ours:08x}): the board's has crc32 {} ({}); flash that model onto the board, or run with the model the board holds",
+                    m.file.path.display(),
+                    crc32.map_or("?".into(), |c| format!("{c:08x}")),
+                    String::from_utf8_lossy(&info.line).trim_end()
+                ),
             ));
         }
-        Ok(fw)
+        Ok(Ready {
+            firmware: fw,
+            ram,
+            flash,
+            crc32,
+        })
     }
 
     /// One prompt: send it, collect token events until `DONE`.
@@ -573,15 +713,17 @@ impl BoardJob<'_> {
             outcome: Outcome {
                 status: "ok",
                 error: None,
+                code: None,
             },
             t0_ns: clock::ns_of(t0),
             end: t0,
             garbage_before: link.garbage(),
         };
-        let fail = |res: &mut RunResult, status: &'static str, why: String| {
+        let fail = |res: &mut RunResult, status: &'static str, code: &'static str, why: String| {
             res.outcome = Outcome {
                 status,
                 error: Some(why),
+                code: Some(code),
             };
         };
         let sent = (|| -> std::io::Result<()> {
@@ -597,7 +739,7 @@ impl BoardJob<'_> {
             Ok(())
         })();
         if let Err(e) = sent {
-            fail(&mut res, "failed", format!("serial write: {e}"));
+            fail(&mut res, "error", "console", format!("serial write: {e}"));
         }
         let stop = || self.stop.load(Ordering::Relaxed);
         let mut alive = || into_reason(session.check());
@@ -609,6 +751,7 @@ impl BoardJob<'_> {
                     fail(
                         &mut res,
                         "failed",
+                        "token-timeout",
                         format!(
                             "no answer from the board for {:.0?}",
                             self.args.token_timeout
@@ -617,11 +760,30 @@ impl BoardJob<'_> {
                     break;
                 }
                 Err(LinkEnd::Dead(why)) => {
-                    fail(&mut res, "failed", format!("board died mid-run: {why}"));
+                    fail(
+                        &mut res,
+                        "failed",
+                        "board-died",
+                        format!("board died mid-run: {why}"),
+                    );
+                    break;
+                }
+                Err(LinkEnd::Lost(why)) => {
+                    fail(
+                        &mut res,
+                        "error",
+                        "console",
+                        format!("console lost mid-run: {why}"),
+                    );
                     break;
                 }
                 Err(LinkEnd::Stopped) => {
-                    fail(&mut res, "aborted", "interrupted by the user".into());
+                    fail(
+                        &mut res,
+                        "aborted",
+                        "interrupted",
+                        "interrupted by the user".into(),
+                    );
                     break;
                 }
             };
@@ -666,7 +828,12 @@ impl BoardJob<'_> {
                 "DONE" => break,
                 "ERR" => {
                     let what = fr.get("what").unwrap_or("?").to_string();
-                    fail(&mut res, "failed", format!("board error: {what}"));
+                    fail(
+                        &mut res,
+                        "failed",
+                        "board-error",
+                        format!("board error: {what}"),
+                    );
                 }
                 _ => {}
             }
@@ -681,6 +848,7 @@ impl BoardJob<'_> {
                 fail(
                     &mut res,
                     "partial",
+                    "sensor",
                     format!("power sensor failed: {why}; no power data from then on"),
                 );
             }
@@ -718,7 +886,11 @@ impl BoardJob<'_> {
         let (gb, gf) = link.garbage();
         let (gb, gf) = (gb - res.garbage_before.0, gf - res.garbage_before.1);
         let id = run_id.to_string();
-        let (status, error) = (res.outcome.status, res.outcome.error.clone());
+        let (status, error, code) = (
+            res.outcome.status,
+            res.outcome.error.clone(),
+            res.outcome.code,
+        );
         let (off, med) = al.map_or((None, None), |a| (Some(a.0 / 1000.0), Some(a.2)));
         let ops = res.ops.clone();
         let mem = res.mem;
@@ -742,9 +914,9 @@ impl BoardJob<'_> {
         let board = self.board.name.clone();
         self.exec(move |c| {
             c.execute(
-                "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, gen_tokens = ?, \
+                "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, reason_code = ?, gen_tokens = ?, \
                  align_offset_us = ?, align_err_us = ?, garbage_bytes = ?, bad_frames = ? WHERE run_id = ?",
-                params![status, error, generated, off, med, gb as i64, gf as i64, id],
+                params![status, error, code, generated, off, med, gb as i64, gf as i64, id],
             )?;
             if let Some(ops) = ops {
                 for (op, cyc) in ops {
@@ -813,6 +985,18 @@ impl JobOutcome {
             ))
             .into());
         }
+        // A run that named another model than the board holds is a mistake in the arguments.
+        if let Some(r) = failed
+            .iter()
+            .find(|r| r.reason_code.as_deref() == Some("model-mismatch"))
+        {
+            return Err(BadInput(format!(
+                "{}: {}",
+                r.board,
+                r.error.as_deref().unwrap_or("model mismatch")
+            ))
+            .into());
+        }
         if !failed.is_empty() {
             return Err(Failed(format!(
                 "{} of {} run(s) not ok: {}",
@@ -828,6 +1012,9 @@ impl JobOutcome {
 
 /// `labctl run`
 pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
+    if args.dry_run {
+        return crate::dry_run::cmd(lab_path, &args);
+    }
     let json = args.json;
     let plan = plan(lab_path, args)?;
     let stop = stop_flag()?;
@@ -868,12 +1055,7 @@ pub fn plan(lab_path: &Path, args: RunArgs) -> anyhow::Result<Plan> {
         return Err(BadInput(format!("{} defines no boards", rt.lab.file.display())).into());
     }
     // Models and prompts are checked before any board is powered.
-    let cache = rt
-        .lab
-        .storage_path
-        .parent()
-        .map(|d| d.join("models"))
-        .unwrap_or_else(|| PathBuf::from("models"));
+    let cache = model::cache_dir(&rt.lab);
     let specs = if args.models.is_empty() {
         vec![model::DEFAULT_MODEL.to_string()]
     } else {
@@ -903,7 +1085,12 @@ pub fn plan(lab_path: &Path, args: RunArgs) -> anyhow::Result<Plan> {
             ))
             .into());
         }
-        plans.push(Arc::new(ModelPlan { file, prompt_ids }));
+        let sha256 = model::sha256_hex(&file.bytes);
+        plans.push(Arc::new(ModelPlan {
+            file,
+            prompt_ids,
+            sha256,
+        }));
     }
     Ok(Plan {
         rt,
@@ -978,7 +1165,8 @@ pub fn execute(
                 );
                 let _ = tx.send(Rec::Exec(Box::new(move |c| {
                     c.execute(
-                        "INSERT INTO runs (run_id, started_at, finished_at, board, platform, profile, model, quant, status, error, simulated, batch_id, repeat_idx)                          VALUES (?, current_timestamp, current_timestamp, ?, ?, ?, ?, ?, 'failed', ?, false, ?, 0)",
+                        "INSERT INTO runs (run_id, started_at, finished_at, board, platform, profile, model, quant, status, error, reason_code, simulated, batch_id, repeat_idx) \
+                         VALUES (?, current_timestamp, current_timestamp, ?, ?, ?, ?, ?, 'error', ?, 'plugin', false, ?, 0)",
                         params![v.0, v.1, v.2, v.3, v.4, v.5, v.7, v.6],
                     )
                     .map(|_| ())
@@ -1173,6 +1361,8 @@ pub struct SummaryRow {
     pub quant: Option<String>,
     pub status: String,
     pub error: Option<String>,
+    /// Machine-readable reason beside `error` (docs/database.md).
+    pub reason_code: Option<String>,
     pub ttft_ms: Option<f64>,
     pub itl_p50_ms: Option<f64>,
     pub itl_p90_ms: Option<f64>,
@@ -1191,7 +1381,7 @@ pub struct SummaryRow {
 fn summary(store: &Store, ids: &[Arc<str>]) -> anyhow::Result<Vec<SummaryRow>> {
     let mut out = vec![];
     let mut stmt = store.conn.prepare(
-        "SELECT s.run_id, s.board, s.profile, s.model, s.quant, r.status, r.error, s.ttft_ms, s.itl_p50_ms,          s.itl_p90_ms, s.itl_p99_ms, s.tokens_per_s, s.e2e_ms, s.avg_power_mw, s.peak_power_mw, s.energy_mj,          s.energy_per_token_mj, s.ram_peak_kb, s.flash_kb, s.simulated          FROM run_summary s JOIN runs r USING (run_id) WHERE s.run_id = ?",
+        "SELECT s.run_id, s.board, s.profile, s.model, s.quant, r.status, r.error, s.ttft_ms, s.itl_p50_ms,          s.itl_p90_ms, s.itl_p99_ms, s.tokens_per_s, s.e2e_ms, s.avg_power_mw, s.peak_power_mw, s.energy_mj,          s.energy_per_token_mj, s.ram_peak_kb, s.flash_kb, s.simulated, r.reason_code          FROM run_summary s JOIN runs r USING (run_id) WHERE s.run_id = ?",
     )?;
     let mut seen = HashMap::new();
     for id in ids {
@@ -1220,6 +1410,7 @@ fn summary(store: &Store, ids: &[Arc<str>]) -> anyhow::Result<Vec<SummaryRow>> {
                 ram_peak_kb: r.get(17)?,
                 flash_kb: r.get(18)?,
                 simulated: r.get(19)?,
+                reason_code: r.get(20)?,
             })
         })?;
         for r in rows {

@@ -95,7 +95,15 @@ pub fn sample_loop<M: From<Vec<SampleRow>>>(
             clock::wait_until(due.min(Instant::now() + Duration::from_millis(50)));
         }
         let t0 = Instant::now();
-        let r = sensor.sample().into_result();
+        // One channel per lab sensor today: its reading is the first.
+        let r = sensor.sample().into_result().and_then(|v| {
+            v.into_iter().next().ok_or_else(|| {
+                labctl_plugin_api::PluginError::new(
+                    labctl_plugin_api::ErrorKind::BadData,
+                    "the sensor returned no channel",
+                )
+            })
+        });
         let t1 = Instant::now();
         match r {
             Ok(s) => {

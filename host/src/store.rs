@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 /// The schema this labctl writes. Files at a lower version are migrated on open; files at a
 /// higher version are refused.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. A new file runs all of them, so a fresh
 /// file and a migrated one have the same layout (column order matters to the Appender).
@@ -235,6 +235,13 @@ const MIGRATIONS: &[&str] = &[
     LEFT JOIN e2e USING (run_id)
     LEFT JOIN en USING (run_id)
     LEFT JOIN run_memory m USING (run_id);
+    "#,
+    // 3 → 4: real benches: a machine-readable reason beside `error`, and which model the host
+    // named (SHA-256 of its file) and the board held (the CRC-32 it reported in `MODEL`).
+    r#"
+    ALTER TABLE runs ADD COLUMN reason_code VARCHAR;
+    ALTER TABLE runs ADD COLUMN model_sha256 VARCHAR;
+    ALTER TABLE runs ADD COLUMN board_model_crc32 VARCHAR;
     "#,
 ];
 

@@ -148,6 +148,11 @@ pub struct Sensor {
     pub max_current_a: f64,
     pub adc_bits: u8,
     pub averaging: u16,
+    /// 1-based channel of a multi-channel chip (1 on single-channel chips).
+    pub channel: u8,
+    /// The chip's own conversion rate where it has one (0 = the plugin's default).
+    pub sample_rate_sps: f64,
+    pub bipolar: bool,
     pub rate_hz: f64,
     /// `sensors[i]`
     pub field: String,
@@ -163,12 +168,61 @@ pub struct Board {
     pub profile: String,
     pub relay: Option<String>,
     pub sensor: Option<String>,
-    pub serial: Option<PathBuf>,
-    pub usb_serial: Option<String>,
+    /// The board's console, if it has a real one (absent for emulated boards, whose console is
+    /// a pseudo-terminal the host makes).
+    pub console: Option<Console>,
+    /// How to reset the board between sessions.
+    pub reset: Reset,
     pub field: String,
     pub loc: Loc,
     pub platform_loc: Loc,
     pub profile_loc: Loc,
+}
+
+/// Default console speed.
+pub const DEFAULT_BAUD: u32 = 115_200;
+
+/// A board's serial console on the bench.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Console {
+    pub port: ConsolePort,
+    pub baud: u32,
+}
+
+/// Where the console is: a fixed device path, or a USB device found by its serial number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsolePort {
+    /// `serial = "/dev/ttyACM0"` or a `/dev/serial/by-id/…` link.
+    Path(PathBuf),
+    /// `usb_serial = "…"`, optionally narrowed by `usb_id = "VID:PID"` and `usb_interface`;
+    /// resolved to the current tty each time the board is brought up (its name changes when the
+    /// board re-enumerates).
+    Usb {
+        serial: String,
+        id: Option<(u16, u16)>,
+        interface: Option<u8>,
+    },
+}
+
+/// `reset` in the lab file. Default `none`: toggling DTR puts some boards into their bootloader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reset {
+    #[default]
+    None,
+    Dtr,
+    Rts,
+    PowerCycle,
+}
+
+impl Reset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reset::None => "none",
+            Reset::Dtr => "dtr",
+            Reset::Rts => "rts",
+            Reset::PowerCycle => "power-cycle",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -71,6 +71,9 @@ pub struct RawSensor {
     pub max_current_a: S<f64>,
     pub adc_bits: Option<S<u8>>,
     pub averaging: Option<S<u16>>,
+    pub channel: Option<S<u8>>,
+    pub sample_rate_sps: Option<S<f64>>,
+    pub bipolar: Option<S<bool>>,
     pub rate_hz: Option<S<f64>>,
 }
 
@@ -84,6 +87,19 @@ pub struct RawBoard {
     pub sensor: Option<S<String>>,
     pub serial: Option<S<String>>,
     pub usb_serial: Option<S<String>>,
+    pub usb_id: Option<S<String>>,
+    pub usb_interface: Option<S<u8>>,
+    pub baud: Option<S<u32>>,
+    pub reset: Option<S<RawReset>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawReset {
+    None,
+    Dtr,
+    Rts,
+    PowerCycle,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]

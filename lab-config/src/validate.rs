@@ -7,10 +7,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::raw::{RawLab, RawMqttMode, RawRelayDriver, S};
+use crate::raw::{RawLab, RawMqttMode, RawRelayDriver, RawReset, S};
 use crate::{
-    Board, Bus, BusKind, ConfigError, ConfigErrors, ErrorKind, Lab, Loc, Mqtt, MqttMode, Relay,
-    RelayDriver, Sensor, DEFAULT_DB, DEFAULT_FREQUENCY_HZ, DEFAULT_MQTT_LISTEN,
+    Board, Bus, BusKind, ConfigError, ConfigErrors, Console, ConsolePort, ErrorKind, Lab, Loc,
+    Mqtt, MqttMode, Relay, RelayDriver, Reset, Sensor, DEFAULT_BAUD, DEFAULT_DB,
+    DEFAULT_FREQUENCY_HZ, DEFAULT_MQTT_LISTEN,
 };
 
 /// What one sensor sample costs, as its plugin reports it.
@@ -29,6 +30,11 @@ pub trait Catalog {
     fn sensor_timing(&self, sensor: &Sensor) -> Result<SensorTiming, String>;
     /// Profiles of a platform, or `None` if no loaded plugin provides it.
     fn platform_profiles(&self, platform: &str) -> Option<Vec<String>>;
+    /// Whether boards of this profile are real hardware, reached over a console the lab file
+    /// must name (`serial` or `usb_serial`). `None` when unknown.
+    fn profile_is_real(&self, _platform: &str, _profile: &str) -> Option<bool> {
+        None
+    }
 }
 
 struct Ctx<'a> {
@@ -409,7 +415,9 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
 
     // Sensors.
     let mut sensors = vec![];
-    let mut addresses: HashMap<(String, u8), String> = HashMap::new();
+    // (bus, address) → (sensor name, chip, channel if given); entries sharing an address must be
+    // distinct channels of one multi-channel chip.
+    let mut addresses: HashMap<(String, u8), Vec<ChipUser>> = HashMap::new();
     for (i, ss) in raw.sensors.iter().enumerate() {
         let s = ss.get_ref();
         let f = format!("sensors[{i}]");
@@ -432,18 +440,58 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                 format!("{addr:#04x} is not a usable 7-bit I2C address (0x08-0x77)"),
             );
         }
-        if let Some(other) = addresses.get(&(s.bus.get_ref().clone(), addr)) {
-            cx.err(
-                &s.address,
-                format!("{f}.address"),
-                format!(
-                    "sensor {other:?} already uses address {addr:#04x} on bus {:?}",
-                    s.bus.get_ref()
-                ),
-            );
-        } else {
-            addresses.insert((s.bus.get_ref().clone(), addr), s.name.get_ref().clone());
+        let channel = s.channel.as_ref().map(|v| *v.get_ref());
+        if let Some(c) = &s.channel {
+            if !(1..=4).contains(c.get_ref()) {
+                cx.err(
+                    c,
+                    format!("{f}.channel"),
+                    format!("channel {} is not 1-4", c.get_ref()),
+                );
+            }
         }
+        let users = addresses
+            .entry((s.bus.get_ref().clone(), addr))
+            .or_default();
+        if let Some((other, other_chip, other_ch)) = users.first().cloned() {
+            let clash = users.iter().any(|u| u.2 == channel);
+            if other_chip != *s.chip.get_ref() {
+                cx.err(
+                    &s.address,
+                    format!("{f}.address"),
+                    format!(
+                        "sensor {other:?} ({other_chip}) already uses address {addr:#04x} on bus {:?}; one address is one chip",
+                        s.bus.get_ref()
+                    ),
+                );
+            } else if channel.is_none() || other_ch.is_none() {
+                cx.err(
+                    &s.address,
+                    format!("{f}.address"),
+                    format!(
+                        "sensor {other:?} already uses address {addr:#04x} on bus {:?}; entries that share a multi-channel chip each name a distinct `channel`",
+                        s.bus.get_ref()
+                    ),
+                );
+            } else if clash {
+                let c = s.channel.as_ref().expect("checked");
+                cx.err(
+                    c,
+                    format!("{f}.channel"),
+                    format!(
+                        "channel {} of the chip at {addr:#04x} on bus {:?} is already sensor {:?}",
+                        c.get_ref(),
+                        s.bus.get_ref(),
+                        users
+                            .iter()
+                            .find(|u| u.2 == channel)
+                            .map(|u| u.0.clone())
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+        }
+        users.push((s.name.get_ref().clone(), s.chip.get_ref().clone(), channel));
         for (v, key) in [
             (&s.shunt_ohms, "shunt_ohms"),
             (&s.max_current_a, "max_current_a"),
@@ -476,6 +524,13 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
             max_current_a: *s.max_current_a.get_ref(),
             adc_bits: s.adc_bits.as_ref().map(|v| *v.get_ref()).unwrap_or(12),
             averaging: s.averaging.as_ref().map(|v| *v.get_ref()).unwrap_or(1),
+            channel: channel.unwrap_or(1),
+            sample_rate_sps: s
+                .sample_rate_sps
+                .as_ref()
+                .map(|v| *v.get_ref())
+                .unwrap_or(0.0),
+            bipolar: s.bipolar.as_ref().map(|v| *v.get_ref()).unwrap_or(false),
             rate_hz: rate,
             field: f,
             loc,
@@ -533,14 +588,28 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                 sensor_users.insert(s.get_ref().clone(), b.name.get_ref().clone());
             }
         }
+        if let (Some(r), None) = (&b.reset, &b.relay) {
+            if *r.get_ref() == RawReset::PowerCycle {
+                cx.err(
+                    r,
+                    format!("{f}.reset"),
+                    "`reset = \"power-cycle\"` switches the board's relay; this board has no `relay`",
+                );
+            }
+        }
         boards.push(Board {
             name: b.name.get_ref().clone(),
             platform: b.platform.get_ref().clone(),
             profile: b.profile.get_ref().clone(),
             relay: b.relay.as_ref().map(|v| v.get_ref().clone()),
             sensor: b.sensor.as_ref().map(|v| v.get_ref().clone()),
-            serial: b.serial.as_ref().map(|v| resolve(&dir, v.get_ref())),
-            usb_serial: b.usb_serial.as_ref().map(|v| v.get_ref().clone()),
+            console: console(&mut cx, b, &f, &dir),
+            reset: match b.reset.as_ref().map(|v| *v.get_ref()) {
+                None | Some(RawReset::None) => Reset::None,
+                Some(RawReset::Dtr) => Reset::Dtr,
+                Some(RawReset::Rts) => Reset::Rts,
+                Some(RawReset::PowerCycle) => Reset::PowerCycle,
+            },
             field: f,
             loc: cx.loc(b.name.span().start),
             platform_loc: cx.loc(b.platform.span().start),
@@ -582,6 +651,107 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         boards,
         mqtt,
     })
+}
+
+/// A sensor entry on a chip address: its name, the chip, and its channel if it names one.
+type ChipUser = (String, String, Option<u8>);
+
+/// A board's console keys: `serial` or `usb_serial` (not both), `usb_id`/`usb_interface` only
+/// with `usb_serial`, `baud` only with a console.
+fn console(cx: &mut Ctx, b: &crate::raw::RawBoard, f: &str, dir: &Path) -> Option<Console> {
+    if let (Some(_), Some(u)) = (&b.serial, &b.usb_serial) {
+        cx.err(
+            u,
+            format!("{f}.usb_serial"),
+            "give `serial` (a device path) or `usb_serial` (a USB serial number), not both",
+        );
+    }
+    if b.usb_serial.is_none() {
+        if let Some(v) = &b.usb_id {
+            cx.err(
+                v,
+                format!("{f}.usb_id"),
+                "`usb_id` narrows `usb_serial`; this board has none",
+            );
+        }
+        if let Some(v) = &b.usb_interface {
+            cx.err(
+                v,
+                format!("{f}.usb_interface"),
+                "`usb_interface` narrows `usb_serial`; this board has none",
+            );
+        }
+    }
+    let baud = match &b.baud {
+        Some(v) if *v.get_ref() == 0 || *v.get_ref() > 12_000_000 => {
+            cx.err(
+                v,
+                format!("{f}.baud"),
+                format!("{} is not a serial speed (1 to 12000000)", v.get_ref()),
+            );
+            DEFAULT_BAUD
+        }
+        Some(v) => *v.get_ref(),
+        None => DEFAULT_BAUD,
+    };
+    if let Some(p) = &b.serial {
+        if p.get_ref().trim().is_empty() {
+            cx.err(p, format!("{f}.serial"), "an empty device path");
+        }
+        return Some(Console {
+            port: ConsolePort::Path(resolve(dir, p.get_ref())),
+            baud,
+        });
+    }
+    if let Some(u) = &b.usb_serial {
+        if u.get_ref().trim().is_empty() {
+            cx.err(u, format!("{f}.usb_serial"), "an empty USB serial number");
+        }
+        let id = b
+            .usb_id
+            .as_ref()
+            .and_then(|v| match parse_usb_id(v.get_ref()) {
+                Some(id) => Some(id),
+                None => {
+                    cx.err(
+                        v,
+                        format!("{f}.usb_id"),
+                        format!(
+                            "{:?} is not \"VID:PID\" in hex (e.g. \"2e8a:000a\")",
+                            v.get_ref()
+                        ),
+                    );
+                    None
+                }
+            });
+        return Some(Console {
+            port: ConsolePort::Usb {
+                serial: u.get_ref().clone(),
+                id,
+                interface: b.usb_interface.as_ref().map(|v| *v.get_ref()),
+            },
+            baud,
+        });
+    }
+    if let Some(v) = &b.baud {
+        cx.err(
+            v,
+            format!("{f}.baud"),
+            "`baud` is the speed of a console; this board has no `serial` or `usb_serial`",
+        );
+    }
+    None
+}
+
+/// `"2e8a:000a"` → (0x2e8a, 0x000a).
+pub fn parse_usb_id(s: &str) -> Option<(u16, u16)> {
+    let (v, p) = s.split_once(':')?;
+    let hex = |x: &str| {
+        (x.len() == 4)
+            .then(|| u16::from_str_radix(x, 16).ok())
+            .flatten()
+    };
+    Some((hex(v)?, hex(p)?))
 }
 
 fn mqtt(cx: &mut Ctx, sm: &S<crate::raw::RawMqtt>, dir: &Path, lab: &str) -> Mqtt {
@@ -825,7 +995,21 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
                 ),
                 ErrorKind::Invalid,
             ),
-            Some(_) => {}
+            Some(_) => {
+                if catalog.profile_is_real(&b.platform, &b.profile) == Some(true)
+                    && b.console.is_none()
+                {
+                    push(
+                        b.loc,
+                        b.field.clone(),
+                        format!(
+                            "board {:?} is real hardware ({}/{}): give its console as `serial = \"/dev/ttyACM0\"` (or a /dev/serial/by-id/ link) or `usb_serial = \"…\"`",
+                            b.name, b.platform, b.profile
+                        ),
+                        ErrorKind::Invalid,
+                    );
+                }
+            }
         }
     }
     errors.sort_by_key(|e| (e.loc.line, e.loc.col));

@@ -2,10 +2,17 @@
 //! The ABI-stable contract between `labctl` and its plugins, and nothing else.
 //!
 //! One root module type ([`PluginMod`]) is exported by every plugin library. It names the
-//! plugin and carries an optional *platform* interface (board profiles) and an optional
-//! *power-sensor* interface (chip drivers and their simulated chips). The host lends
+//! plugin and carries an optional *platform* interface (board profiles and board sessions) and an
+//! optional *power-sensor* interface (chip drivers and their simulated chips). The host lends
 //! sensor drivers an [`I2cBusBox`]; simulated chips are [`I2cDeviceBox`]es the host puts
-//! on a simulated bus and feeds from a [`SupplyRailBox`].
+//! on a simulated bus and feeds from one [`SupplyRailBox`] per channel.
+//!
+//! ABI 3 is capability-sized, after labgrid's resource / driver / protocol split: a platform's
+//! profiles are a versioned data document ([`profile`]) that says what its boards have (memories,
+//! currents, USB identities, console kind, timing source); a board session provides *bootstrap*
+//! (flash or start, with the exact argv, also as a plan without running it for `--dry-run`), an
+//! optional *probe reset*, and liveness. The console itself (pty or device) and relay power are
+//! the host's. Sensors open one chip with the configurations of all its channels.
 //!
 //! Rules: only `StableAbi` types cross; calls are synchronous; a plugin catches its own
 //! panics (see [`guard`]) and returns [`PluginError`] values. Besides the contract it holds only
@@ -23,7 +30,7 @@ use abi_stable::{
 
 /// Bumped whenever the meaning of the interface changes, even if its layout does not.
 /// abi_stable separately rejects libraries whose type layouts differ.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Plugin library files are named `liblabctl_<name>.so` (`labctl_<name>.dll`, `liblabctl_<name>.dylib`).
 pub const LIBRARY_PREFIX: &str = "labctl_";
@@ -63,6 +70,9 @@ pub enum ErrorKind {
     Unsupported,
     /// The plugin panicked; the message is the panic's.
     Panic,
+    /// An outside program the operation needs (a flasher, an emulator) is not installed; the
+    /// message names it and what to install.
+    MissingTool,
 }
 
 impl PluginError {
@@ -200,12 +210,16 @@ pub mod wire {
 // Power sensors
 // ---------------------------------------------------------------------------------------------
 
-/// How the lab file configures one sensor, as the plugin receives it.
+/// How the lab file configures one channel of a sensor chip, as the plugin receives it. A
+/// single-channel chip (INA219) gets one of these; a multi-channel one (PAC1934) one per
+/// `[[sensors]]` entry that shares its bus and address.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq)]
 pub struct SensorConfig {
     pub chip: RString,
     pub address: u8,
+    /// 1-based channel on a multi-channel chip; 1 on a single-channel one.
+    pub channel: u8,
     pub shunt_ohms: f64,
     pub max_current_a: f64,
     /// ADC resolution in bits (chip-specific range).
@@ -214,9 +228,13 @@ pub struct SensorConfig {
     pub averaging: u16,
     /// Requested sample rate.
     pub rate_hz: f64,
+    /// The chip's own conversion rate where it has one (PAC1934 `sample_rate_sps`); 0 = default.
+    pub sample_rate_sps: f64,
+    /// Bipolar (signed) current and voltage ranges where the chip offers them.
+    pub bipolar: bool,
 }
 
-/// What one configured sample costs, in time and on the bus.
+/// What one configured sample of the whole chip (every channel) costs, in time and on the bus.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq)]
 pub struct SensorTiming {
@@ -226,16 +244,20 @@ pub struct SensorTiming {
     pub bus_bits_per_sample: u32,
 }
 
-/// One reading.
+/// One reading of one channel.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Default)]
 pub struct SensorSample {
+    /// The channel this reading is of (as in its [`SensorConfig`]).
+    pub channel: u8,
     pub bus_mv: f64,
     pub shunt_uv: f64,
     pub current_ma: f64,
     pub power_mw: f64,
     /// The chip flagged an overflow (shunt range or math): values are not trustworthy.
     pub overflow: bool,
+    /// Energy the chip's own accumulator counted since it was opened, where it has one (mJ).
+    pub energy_mj: ROption<f64>,
 }
 
 #[repr(C)]
@@ -247,14 +269,15 @@ pub struct ChipInfo {
     pub max_rate_hz: f64,
 }
 
-/// An opened, configured sensor.
+/// An opened, configured sensor chip with all its configured channels.
 #[sabi_trait]
 pub trait PowerSensor: Send {
-    /// The fast sampling path: the cheapest read that yields one full sample.
-    fn sample(&mut self) -> RResult<SensorSample, PluginError>;
+    /// The fast sampling path: the cheapest read that yields one full sample of every
+    /// configured channel, in the order of the configurations given to `open`.
+    fn sample(&mut self) -> RResult<RVec<SensorSample>, PluginError>;
     /// A thorough test read (all registers, sanity checks), for health checks.
     #[sabi(last_prefix_field)]
-    fn self_test(&mut self) -> RResult<SensorSample, PluginError>;
+    fn self_test(&mut self) -> RResult<RVec<SensorSample>, PluginError>;
 }
 
 pub type PowerSensorBox = PowerSensor_TO<'static, RBox<()>>;
@@ -266,18 +289,20 @@ pub type PowerSensorBox = PowerSensor_TO<'static, RBox<()>>;
 #[sabi(missing_field(panic))]
 pub struct SensorApi {
     pub chips: extern "C" fn() -> RVec<ChipInfo>,
-    /// Validates a configuration and tells what a sample costs. Called by `config check`.
-    pub timing: extern "C" fn(config: &SensorConfig) -> RResult<SensorTiming, PluginError>,
-    /// Configures and calibrates the chip on the lent bus.
+    /// Validates the configurations of one chip's channels and tells what a sample of the chip
+    /// costs. Called by `config check`.
+    pub timing:
+        extern "C" fn(configs: RSlice<'_, SensorConfig>) -> RResult<SensorTiming, PluginError>,
+    /// Configures and calibrates the chip on the lent bus, with all its channels.
     pub open: extern "C" fn(
         bus: I2cBusBox,
-        config: &SensorConfig,
+        configs: RSlice<'_, SensorConfig>,
     ) -> RResult<PowerSensorBox, PluginError>,
-    /// A register-level simulated chip for a simulated bus, fed by `rail`.
+    /// A register-level simulated chip for a simulated bus, channel `i` fed by `rails[i]`.
     #[sabi(last_prefix_field)]
     pub simulate: extern "C" fn(
-        config: &SensorConfig,
-        rail: SupplyRailBox,
+        configs: RSlice<'_, SensorConfig>,
+        rails: RVec<SupplyRailBox>,
     ) -> RResult<I2cDeviceBox, PluginError>,
 }
 
@@ -285,51 +310,61 @@ pub struct SensorApi {
 // Platforms
 // ---------------------------------------------------------------------------------------------
 
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UsbId {
-    pub vid: u16,
-    pub pid: u16,
-}
-
-/// One board or chip profile a platform plugin knows.
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone)]
-pub struct BoardProfile {
-    pub name: RString,
-    pub description: RString,
-    pub cpu: RString,
-    pub clock_hz: u64,
-    pub ram_bytes: u64,
-    pub psram_bytes: u64,
-    pub flash_bytes: u64,
-    /// Supply voltage the board is normally powered at.
-    pub supply_mv: f64,
-    pub idle_ma: f64,
-    pub active_ma: f64,
-    /// USB IDs the board shows up with (empty for emulated boards).
-    pub usb_ids: RVec<UsbId>,
-    /// True when the board is an emulation (results are then `simulated`).
-    pub emulated: bool,
-}
-
 /// What the host hands a platform plugin to bring up one board for a profiling session.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct BoardSpec {
     /// The board's name in the lab file.
     pub board: RString,
-    /// The profile within the platform.
+    /// The board's profile, resolved by the host and handed whole as JSON ([`profile::Profile`]):
+    /// a platform may run a profile another platform published (the `virtual` platform emulating
+    /// a real board).
     pub profile: RString,
     /// The board's console: the serial device the host talks on. For an emulated board it is
     /// the pseudo-terminal the host created, and the plugin attaches the emulated board to it.
+    /// In a plan (`--dry-run`) nothing is opened and this is a placeholder such as `<pty>`.
     pub serial: RString,
+    /// The console's speed (baud) for real boards.
+    pub baud: u32,
     /// The firmware image or program (for `virtual`: the posix firmware binary).
     pub firmware: RString,
     /// The model file to place in the board's flash.
     pub model: RString,
     /// Longest context (prompt + generated tokens) the session needs.
     pub ctx_tokens: u32,
+}
+
+/// One step of bringing a board up: `flash`, `start` or `reset`, and the exact command line it
+/// runs (empty when the step runs no outside program).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct Step {
+    pub step: RString,
+    pub argv: RVec<RString>,
+    /// One line for people: what the step does, or why it does nothing here.
+    pub note: RString,
+}
+
+impl BoardSpec {
+    /// The profile the host handed over.
+    pub fn profile(&self) -> Result<profile::Profile, PluginError> {
+        serde_json::from_str(self.profile.as_str()).map_err(|e| {
+            PluginError::new(
+                ErrorKind::InvalidConfig,
+                format!("the host handed an unreadable profile: {e}"),
+            )
+        })
+    }
+}
+
+impl Step {
+    pub fn new(step: &str, argv: &[String], note: &str) -> Step {
+        Step {
+            step: step.into(),
+            argv: argv.iter().map(|a| RString::from(a.as_str())).collect(),
+            note: note.into(),
+        }
+    }
 }
 
 /// The clock of [`RailControl::set`] and [`SupplyRail::at`]: CLOCK_MONOTONIC in nanoseconds,
@@ -369,6 +404,20 @@ pub mod child {
         Some(why)
     }
 
+    /// The full path of `program` on `PATH` (or `program` itself when it contains a `/` and
+    /// exists): how a platform tells a missing tool before it runs anything.
+    pub fn which(program: &str) -> Option<std::path::PathBuf> {
+        if program.contains('/') {
+            let p = std::path::PathBuf::from(program);
+            return p.is_file().then_some(p);
+        }
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+    }
+
     /// Stops a child process, if any, and reaps it.
     pub fn stop(child: &mut Option<Child>) {
         if let Some(mut c) = child.take() {
@@ -388,11 +437,23 @@ pub trait RailControl: Send + Sync {
 
 pub type RailControlBox = RailControl_TO<'static, RBox<()>>;
 
-/// One board brought up by a platform plugin (labgrid's power and bootstrap protocols).
+/// One board brought up by a platform plugin: labgrid's bootstrap and reset protocols; power and
+/// console are the host's.
 #[sabi_trait]
 pub trait BoardSession: Send {
-    /// The host has applied power (relay on): boot the board with the firmware and model.
-    fn power_on(&mut self) -> RResult<(), PluginError>;
+    /// The steps [`BoardSession::bootstrap`] would run, in order, with their exact argv, without
+    /// running anything (`labctl run --dry-run`, `labctl flash --dry-run`).
+    fn plan(&self) -> RVec<Step>;
+    /// The host has applied power (relay on): put the firmware and model on the board (flash
+    /// them with a vendor tool, or start an emulator with them). Returns the steps it ran. A
+    /// missing tool is [`ErrorKind::MissingTool`] naming what to install.
+    fn bootstrap(&mut self) -> RResult<RVec<Step>, PluginError>;
+    /// Resets the board through something the platform has (a debug probe).
+    /// [`ErrorKind::Unsupported`] when it has none: the host then uses the lab file's `reset`.
+    fn reset(&mut self) -> RResult<Step, PluginError>;
+    /// For a profile whose console is [`profile::ConsoleKind::Emulator`]: the path of the serial
+    /// device the emulator made, once bootstrap has started it. `RNone` otherwise.
+    fn console_path(&mut self) -> ROption<RString>;
     /// The host removes power: stop the board. Safe to call more than once.
     fn power_off(&mut self) -> RResult<(), PluginError>;
     /// `RNone` while the board runs (or is off by request); `RSome(reason)` once it has died
@@ -409,7 +470,8 @@ pub type BoardSessionBox = BoardSession_TO<'static, RBox<()>>;
 #[sabi(kind(Prefix(prefix_ref = PlatformApiRef)))]
 #[sabi(missing_field(panic))]
 pub struct PlatformApi {
-    pub profiles: extern "C" fn() -> RVec<BoardProfile>,
+    /// The platform's profiles: a JSON [`profile::ProfileDoc`] the host validates.
+    pub profiles: extern "C" fn() -> RString,
     /// Prepares a board session. `rail` is given when the board's supply is simulated: the
     /// plugin's power model drives it.
     #[sabi(last_prefix_field)]
@@ -418,6 +480,8 @@ pub struct PlatformApi {
         rail: ROption<RailControlBox>,
     ) -> RResult<BoardSessionBox, PluginError>,
 }
+
+pub mod profile;
 
 // ---------------------------------------------------------------------------------------------
 // Root module

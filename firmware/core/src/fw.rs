@@ -88,8 +88,20 @@ fn model_info<P: Port>(port: &mut P, m: &Model<'_>) {
             ("seq", &c.seq_len),
             ("quant", &c.quant.name()),
             ("bytes", &m.bytes.len()),
+            // The host compares this with its own file: a board flashed by hand may hold
+            // another model than the one the run names.
+            ("crc32", &Hex32(crate::crc::crc32(m.bytes))),
         ],
     );
+}
+
+/// Eight lower-case hex digits, the way `crc32` tools print a checksum.
+struct Hex32(u32);
+
+impl core::fmt::Display for Hex32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
 }
 
 fn err<P: Port>(port: &mut P, what: &str) {

@@ -14,8 +14,9 @@ use core::fmt::{self, Write};
 
 use crate::crc::crc16;
 
-/// Protocol version spoken by this core (the `proto` field of `READY`).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Protocol version spoken by this core (the `proto` field of `READY`). Version 2 added the
+/// `crc32` of the model bytes to `MODEL`.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Longest frame line, including `@`, checksum and newline.
 pub const MAX_LINE: usize = 512;
 

@@ -1,14 +1,19 @@
 //! The `qemu` platform plugin: boards that are QEMU machines running the bare-metal firmware
 //! (`firmware/ports/qemu-mps2`, `firmware/ports/qemu-riscv`) on a real instruction set. Power on =
 //! start `qemu-system-arm`, `qemu-system-riscv64` or `qemu-system-riscv32` with the board's
-//! serial line on the pseudo-terminal the host created and the model loaded into the
+//! serial line on a pseudo-terminal QEMU makes (`-serial pty`; the host opens it by name, with the
+//! same code that opens a real board's `/dev/ttyACM0`) and the model loaded into the
 //! flash partition; `-icount` makes virtual time follow the instruction count, so the firmware's
 //! cycle counts are deterministic. Wall-clock timings of these boards are QEMU's speed on the
 //! host; the `cycles` columns are the meaningful figures (docs/simulation.md).
 
 use std::{
+    io::{BufRead, BufReader},
+    os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    time::Duration,
 };
 
 use abi_stable::{
@@ -18,8 +23,11 @@ use abi_stable::{
     std_types::{RNone, ROption, RResult, RSome, RString, RVec},
 };
 use labctl_plugin_api::{
-    guard, plugin_info, BoardProfile, BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec,
-    ErrorKind, PlatformApi, PluginError, PluginInfo, PluginMod, PluginModRef, RailControlBox,
+    child::which,
+    guard, plugin_info,
+    profile::{memories, ConsoleKind, Profile, ProfileDoc, Timing, TimingSource},
+    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PlatformApi, PluginError,
+    PluginInfo, PluginMod, PluginModRef, RailControlBox, Step,
 };
 
 /// One kind of QEMU board.
@@ -167,28 +175,34 @@ extern "C" fn info() -> PluginInfo {
     )
 }
 
-pub fn profile_table() -> Vec<BoardProfile> {
+pub fn profile_table() -> Vec<Profile> {
     MACHINES
         .iter()
-        .map(|m| BoardProfile {
+        .map(|m| Profile {
             name: m.profile.into(),
             description: m.description.into(),
             cpu: m.cpu.into(),
             clock_hz: m.clock_hz,
-            ram_bytes: m.ram_kib * 1024,
-            psram_bytes: 0,
-            flash_bytes: m.flash_kib * 1024,
+            memories: memories(m.ram_kib, 0, m.flash_kib),
             supply_mv: 3300.0,
             idle_ma: 0.0,
             active_ma: 0.0,
-            usb_ids: RVec::new(),
+            usb: vec![],
+            timing: Timing {
+                source: TimingSource::EmulatedCycles,
+                // The counter's rate is what the firmware reports in READY (SysTick on
+                // Cortex-M, instructions on RISC-V).
+                counter_hz: 0,
+                note: "QEMU with -icount, virtual time follows the instruction count; not a real chip's timing".into(),
+            },
             emulated: true,
+            console: ConsoleKind::Emulator,
         })
         .collect()
 }
 
-extern "C" fn profiles() -> RVec<BoardProfile> {
-    RVec::from(profile_table())
+extern "C" fn profiles() -> RString {
+    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 /// Finds the bare-metal image near the posix firmware the host found (its directory is where
@@ -235,7 +249,14 @@ struct QemuBoard {
     spec: BoardSpec,
     child: Option<Child>,
     died: Option<String>,
+    /// The pty QEMU made for the board's UART.
+    console: Option<String>,
+    /// The last line QEMU wrote to stderr (for the reason when it dies).
+    last_err: Arc<Mutex<String>>,
 }
+
+/// How long QEMU may take to say where it put the serial line.
+const CONSOLE_WAIT: Duration = Duration::from_secs(10);
 
 impl QemuBoard {
     fn start(&mut self) -> Result<(), PluginError> {
@@ -243,35 +264,125 @@ impl QemuBoard {
             return Ok(());
         }
         self.died = None;
+        self.console = None;
         let m = self.machine;
-        let child = Command::new(m.qemu)
-            .args(m.args)
-            .args(["-display", "none", "-monitor", "none"])
-            .arg("-serial")
-            .arg(self.spec.serial.as_str())
-            .arg("-kernel")
-            .arg(&self.image)
-            .arg("-device")
-            .arg(format!(
-                "loader,file={},addr={}",
-                self.spec.model, m.model_addr
-            ))
-            .args(["-icount", "shift=0,align=off,sleep=off"])
+        if which(m.qemu).is_none() {
+            return Err(PluginError::new(
+                ErrorKind::MissingTool,
+                format!("{} is not installed: {}", m.qemu, install_hint(m)),
+            ));
+        }
+        let argv = self.argv();
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| {
-                PluginError::new(
-                    ErrorKind::Io,
-                    format!(
-                        "starting {} (apt-get install qemu-system-arm qemu-system-misc): {e}",
-                        m.qemu
-                    ),
-                )
-            })?;
+            .map_err(|e| PluginError::new(ErrorKind::Io, format!("starting {}: {e}", m.qemu)))?;
+        // QEMU names the pty it made on stdout ("char device redirected to /dev/pts/3 (label
+        // serial0)"). Threads keep both pipes drained so they never fill, and keep the last
+        // line of stderr for the reason when QEMU dies.
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let last = self.last_err.clone();
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map(|_| ())
+                .map_err(|e| PluginError::new(ErrorKind::Io, format!("qemu pipe thread: {e}")))
+        };
+        spawn(
+            format!("qemu-out-{}", self.spec.board),
+            Box::new(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(rest) = line.split("redirected to ").nth(1) {
+                        let path = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = tx.send(path);
+                    }
+                }
+            }),
+        )?;
+        spawn(
+            format!("qemu-err-{}", self.spec.board),
+            Box::new(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if !line.trim().is_empty() {
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = line.trim().to_string();
+                    }
+                }
+            }),
+        )?;
         self.child = Some(child);
-        Ok(())
+        match rx.recv_timeout(CONSOLE_WAIT) {
+            Ok(path) if !path.is_empty() => {
+                self.console = Some(path);
+                Ok(())
+            }
+            _ => {
+                // It may have just failed: give its exit a moment to show.
+                std::thread::sleep(Duration::from_millis(100));
+                let why = self
+                    .check_child()
+                    .unwrap_or_else(|| format!("{} did not say where its serial line is", m.qemu));
+                self.stop();
+                Err(PluginError::new(ErrorKind::Io, why))
+            }
+        }
+    }
+
+    /// The emulator's command line.
+    fn argv(&self) -> Vec<String> {
+        let m = self.machine;
+        let mut v: Vec<String> = std::iter::once(m.qemu)
+            .chain(m.args.iter().copied())
+            .chain([
+                "-display", "none", "-monitor", "none", "-serial", "pty", "-kernel",
+            ])
+            .map(String::from)
+            .collect();
+        v.push(self.image.display().to_string());
+        v.push("-device".into());
+        v.push(format!(
+            "loader,file={},addr={}",
+            self.spec.model, m.model_addr
+        ));
+        v.extend(["-icount", "shift=0,align=off,sleep=off"].map(String::from));
+        v
+    }
+
+    fn step(&self) -> Step {
+        Step::new(
+            "start",
+            &self.argv(),
+            "QEMU with the bare-metal image, the model loaded at the flash partition, its UART on a pty it makes",
+        )
+    }
+
+    /// `Some(reason)` once QEMU has exited by itself.
+    fn check_child(&mut self) -> Option<String> {
+        let c = self.child.as_mut()?;
+        let status = c.try_wait().ok()??;
+        self.child = None;
+        let mut why = match (status.code(), status.signal()) {
+            (Some(code), _) => format!("qemu exited with status {code}"),
+            (None, Some(sig)) => format!("qemu killed by signal {sig}"),
+            _ => "qemu exited".to_string(),
+        };
+        let last = self
+            .last_err
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !last.is_empty() {
+            why.push_str(": ");
+            why.push_str(&last);
+        }
+        Some(why)
     }
 
     fn stop(&mut self) {
@@ -279,9 +390,36 @@ impl QemuBoard {
     }
 }
 
+/// What to install for a machine's emulator (Debian package names).
+fn install_hint(m: &Machine) -> &'static str {
+    if m.qemu == "qemu-system-arm" {
+        "apt-get install qemu-system-arm"
+    } else {
+        "apt-get install qemu-system-misc"
+    }
+}
+
 impl BoardSession for QemuBoard {
-    fn power_on(&mut self) -> RResult<(), PluginError> {
-        guard(|| self.start())
+    fn plan(&self) -> RVec<Step> {
+        RVec::from(vec![self.step()])
+    }
+
+    fn bootstrap(&mut self) -> RResult<RVec<Step>, PluginError> {
+        guard(|| self.start().map(|_| RVec::from(vec![self.step()])))
+    }
+
+    fn console_path(&mut self) -> ROption<RString> {
+        match &self.console {
+            Some(p) => RSome(p.as_str().into()),
+            None => RNone,
+        }
+    }
+
+    fn reset(&mut self) -> RResult<Step, PluginError> {
+        RResult::RErr(PluginError::new(
+            ErrorKind::Unsupported,
+            "a QEMU board is reset by restarting it",
+        ))
     }
 
     fn power_off(&mut self) -> RResult<(), PluginError> {
@@ -295,12 +433,8 @@ impl BoardSession for QemuBoard {
         if let Some(d) = &self.died {
             return RSome(d.as_str().into());
         }
-        let Some(c) = self.child.as_mut() else {
-            return RNone;
-        };
-        match labctl_plugin_api::child::exit_reason("qemu", c) {
+        match self.check_child() {
             Some(why) => {
-                self.child = None;
                 self.died = Some(why.clone());
                 RSome(why.into())
             }
@@ -320,13 +454,18 @@ extern "C" fn open_board(
     _rail: ROption<RailControlBox>,
 ) -> RResult<BoardSessionBox, PluginError> {
     guard(|| {
+        // A QEMU machine emulates one of its own profiles: the machine is what it runs.
+        let profile = spec.profile()?;
         let machine = MACHINES
             .iter()
-            .find(|m| m.profile == spec.profile.as_str())
+            .find(|m| m.profile == profile.name)
             .ok_or_else(|| {
                 PluginError::new(
                     ErrorKind::InvalidConfig,
-                    format!("qemu platform has no profile {:?}", spec.profile.as_str()),
+                    format!(
+                        "the qemu platform emulates its own profiles, not {:?}",
+                        profile.name
+                    ),
                 )
             })?;
         let image = find_image(spec.firmware.as_str(), machine).ok_or_else(|| {
@@ -347,6 +486,8 @@ extern "C" fn open_board(
             spec: spec.clone(),
             child: None,
             died: None,
+            console: None,
+            last_err: Arc::new(Mutex::new(String::new())),
         };
         Ok(BoardSession_TO::from_value(board, TD_Opaque))
     })

@@ -23,9 +23,11 @@ use abi_stable::{
     std_types::{RNone, ROption, RResult, RSome, RString, RVec},
 };
 use labctl_plugin_api::{
-    guard, monotonic_ns, plugin_info, BoardProfile, BoardSession, BoardSessionBox, BoardSession_TO,
-    BoardSpec, ErrorKind, PlatformApi, PlatformApiRef, PluginError, PluginInfo, PluginMod,
-    PluginModRef, RailControlBox, RailPoint,
+    guard, monotonic_ns, plugin_info,
+    profile::{memories, ConsoleKind, Profile, ProfileDoc, Timing, TimingSource},
+    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PlatformApi,
+    PlatformApiRef, PluginError, PluginInfo, PluginMod, PluginModRef, RailControlBox, RailPoint,
+    Step,
 };
 
 #[export_root_module]
@@ -56,7 +58,7 @@ extern "C" fn info() -> PluginInfo {
 
 /// Profile figures: memory from the chips' datasheets (see FACTS in the design notes); currents
 /// are the rail model's parameters for a dev board powered at 5 V over USB, not measurements.
-pub fn profile_table() -> Vec<BoardProfile> {
+pub fn profile_table() -> Vec<Profile> {
     let p = |name: &str,
              description: &str,
              cpu: &str,
@@ -65,19 +67,23 @@ pub fn profile_table() -> Vec<BoardProfile> {
              psram_kb: u64,
              flash_kb: u64,
              idle_ma: f64,
-             active_ma: f64| BoardProfile {
+             active_ma: f64| Profile {
         name: name.into(),
         description: description.into(),
         cpu: cpu.into(),
         clock_hz,
-        ram_bytes: ram_kb * 1024,
-        psram_bytes: psram_kb * 1024,
-        flash_bytes: flash_kb * 1024,
+        memories: memories(ram_kb, psram_kb, flash_kb),
         supply_mv: 5000.0,
         idle_ma,
         active_ma,
-        usb_ids: RVec::new(),
+        usb: vec![],
+        timing: Timing {
+            source: TimingSource::HostCpu,
+            counter_hz: clock_hz,
+            note: "emulated board, timings are the host CPU's, not the real chip's".into(),
+        },
         emulated: true,
+        console: ConsoleKind::Pty,
     };
     vec![
         p(
@@ -116,8 +122,8 @@ pub fn profile_table() -> Vec<BoardProfile> {
     ]
 }
 
-extern "C" fn profiles() -> RVec<BoardProfile> {
-    RVec::from(profile_table())
+extern "C" fn profiles() -> RString {
+    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 /// Scheduling niceness of emulated boards (see `start`).
@@ -126,7 +132,7 @@ const EMULATOR_NICE: libc::c_int = 10;
 /// An emulated board: the posix firmware as a child process, and its power model.
 struct VirtualBoard {
     spec: BoardSpec,
-    profile: BoardProfile,
+    profile: Profile,
     rail: Option<Arc<RailControlBox>>,
     child: Option<Child>,
     /// Set once the board has died by itself (not by `power_off`).
@@ -162,16 +168,9 @@ impl VirtualBoard {
         }
         // SAFETY: both descriptors were just created and are owned by nothing else.
         let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let p = &self.profile;
-        let mut cmd = Command::new(self.spec.firmware.as_str());
-        cmd.args(["--model", self.spec.model.as_str()])
-            .args(["--serial", self.spec.serial.as_str()])
-            .args(["--platform", p.name.as_str()])
-            .args(["--clock-hz", &p.clock_hz.to_string()])
-            .args(["--ram", &(p.ram_bytes + p.psram_bytes).to_string()])
-            .args(["--flash", &p.flash_bytes.to_string()])
-            .args(["--ctx", &self.spec.ctx_tokens.max(1).to_string()])
-            .args(["--phase-fd", "3"])
+        let argv = self.argv();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -223,6 +222,41 @@ impl VirtualBoard {
         Ok(())
     }
 
+    /// The firmware's command line: the profile's clock and memory, the model, the console.
+    fn argv(&self) -> Vec<String> {
+        let p = &self.profile;
+        [
+            self.spec.firmware.as_str(),
+            "--model",
+            self.spec.model.as_str(),
+            "--serial",
+            self.spec.serial.as_str(),
+            "--platform",
+            p.name.as_str(),
+            "--clock-hz",
+            &p.clock_hz.max(1).to_string(),
+            "--ram",
+            &(p.sram_bytes() + p.psram_bytes()).to_string(),
+            "--flash",
+            &p.flash_bytes().to_string(),
+            "--ctx",
+            &self.spec.ctx_tokens.max(1).to_string(),
+            "--phase-fd",
+            "3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn step(&self) -> Step {
+        Step::new(
+            "start",
+            &self.argv(),
+            "the posix firmware as a host process on the console pty; no flash step (it maps the model file)",
+        )
+    }
+
     fn stop(&mut self) {
         labctl_plugin_api::child::stop(&mut self.child);
         self.set_rail(
@@ -236,8 +270,23 @@ impl VirtualBoard {
 }
 
 impl BoardSession for VirtualBoard {
-    fn power_on(&mut self) -> RResult<(), PluginError> {
-        guard(|| self.start())
+    fn plan(&self) -> RVec<Step> {
+        RVec::from(vec![self.step()])
+    }
+
+    fn bootstrap(&mut self) -> RResult<RVec<Step>, PluginError> {
+        guard(|| self.start().map(|_| RVec::from(vec![self.step()])))
+    }
+
+    fn console_path(&mut self) -> ROption<RString> {
+        RNone
+    }
+
+    fn reset(&mut self) -> RResult<Step, PluginError> {
+        RResult::RErr(PluginError::new(
+            ErrorKind::Unsupported,
+            "an emulated board has no reset line; it is reset by restarting it",
+        ))
     }
 
     fn power_off(&mut self) -> RResult<(), PluginError> {
@@ -277,18 +326,9 @@ extern "C" fn open_board(
     rail: ROption<RailControlBox>,
 ) -> RResult<BoardSessionBox, PluginError> {
     guard(|| {
-        let profile = profile_table()
-            .into_iter()
-            .find(|p| p.name == spec.profile)
-            .ok_or_else(|| {
-                PluginError::new(
-                    ErrorKind::InvalidConfig,
-                    format!(
-                        "virtual platform has no profile {:?}",
-                        spec.profile.as_str()
-                    ),
-                )
-            })?;
+        // Any profile the host hands over runs here, also another platform's: the firmware
+        // takes its clock and memory, the rail model its currents.
+        let profile = spec.profile()?;
         if !std::path::Path::new(spec.firmware.as_str()).is_file() {
             return Err(PluginError::new(
                 ErrorKind::InvalidConfig,

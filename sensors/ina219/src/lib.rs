@@ -173,8 +173,29 @@ pub fn sensor_timing(cfg: &SensorConfig) -> Result<SensorTiming, PluginError> {
     })
 }
 
-extern "C" fn timing(cfg: &SensorConfig) -> RResult<SensorTiming, PluginError> {
-    guard(|| sensor_timing(cfg))
+/// The one configuration of a single-channel chip: several are a mistake in the lab file.
+fn single(cfgs: &[SensorConfig]) -> Result<&SensorConfig, PluginError> {
+    match cfgs {
+        [one] if one.channel <= 1 => Ok(one),
+        [one] => Err(PluginError::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "the INA219 has one channel; channel {} asked for",
+                one.channel
+            ),
+        )),
+        _ => Err(PluginError::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "the INA219 has one channel; {} sensors share its address",
+                cfgs.len()
+            ),
+        )),
+    }
+}
+
+extern "C" fn timing(cfgs: RSlice<'_, SensorConfig>) -> RResult<SensorTiming, PluginError> {
+    guard(|| sensor_timing(single(cfgs.as_slice())?))
 }
 
 /// An opened INA219.
@@ -238,11 +259,14 @@ impl Ina219 {
         let current_ma = shunt_uv / self.shunt_ohms / 1000.0;
         let bus_mv = f64::from(bus_mv);
         SensorSample {
+            channel: 1,
             bus_mv,
             shunt_uv,
             current_ma,
             power_mw: bus_mv * current_ma / 1000.0,
             overflow: ovf || shunt_10uv.abs() >= self.shunt_fsr_10uv,
+            // The INA219 has no energy accumulator; the host integrates power.
+            energy_mj: RNone,
         }
     }
 
@@ -292,18 +316,21 @@ fn io_err(addr: u8, what: &str, e: bus::BusError) -> PluginError {
 }
 
 impl PowerSensor for Ina219 {
-    fn sample(&mut self) -> RResult<SensorSample, PluginError> {
-        guard(|| Ina219::sample(self))
+    fn sample(&mut self) -> RResult<RVec<SensorSample>, PluginError> {
+        guard(|| Ina219::sample(self).map(|s| RVec::from(vec![s])))
     }
-    fn self_test(&mut self) -> RResult<SensorSample, PluginError> {
-        guard(|| Ina219::self_test(self))
+    fn self_test(&mut self) -> RResult<RVec<SensorSample>, PluginError> {
+        guard(|| Ina219::self_test(self).map(|s| RVec::from(vec![s])))
     }
 }
 
-extern "C" fn open(bus: I2cBusBox, cfg: &SensorConfig) -> RResult<PowerSensorBox, PluginError> {
+extern "C" fn open(
+    bus: I2cBusBox,
+    cfgs: RSlice<'_, SensorConfig>,
+) -> RResult<PowerSensorBox, PluginError> {
     guard(|| {
         Ok(PowerSensor_TO::from_value(
-            Ina219::open(bus, cfg)?,
+            Ina219::open(bus, single(cfgs.as_slice())?)?,
             TD_Opaque,
         ))
     })
@@ -330,10 +357,17 @@ impl I2cDevice for SimDevice {
 }
 
 extern "C" fn simulate(
-    cfg: &SensorConfig,
-    rail: SupplyRailBox,
+    cfgs: RSlice<'_, SensorConfig>,
+    rails: RVec<SupplyRailBox>,
 ) -> RResult<I2cDeviceBox, PluginError> {
     guard(|| {
+        let cfg = single(cfgs.as_slice())?;
+        let rail = rails.into_iter().next().ok_or_else(|| {
+            PluginError::new(
+                ErrorKind::InvalidConfig,
+                "a simulated INA219 needs its rail",
+            )
+        })?;
         let chip = sim::SimIna219::new(RailAdapter(rail), cfg.shunt_ohms);
         Ok(labctl_plugin_api::I2cDevice_TO::from_value(
             SimDevice(chip),

@@ -55,11 +55,14 @@ fn cfg(shunt_ohms: f64, max_current_a: f64, adc_bits: u8) -> SensorConfig {
     SensorConfig {
         chip: "ina219".into(),
         address: 0x40,
+        channel: 1,
         shunt_ohms,
         max_current_a,
         adc_bits,
         averaging: 1,
         rate_hz: 100.0,
+        sample_rate_sps: 0.0,
+        bipolar: false,
     }
 }
 

@@ -1,79 +1,26 @@
-//! The host end of a board's serial line: a pseudo-terminal for emulated boards (the board side
-//! is handed to the platform plugin), framed with the firmware's own codec. Reads are stamped on
-//! the host clock as they arrive; garbage and corrupt frames are skipped and counted.
+//! The protocol over a board's serial line, framed with the firmware's own codec. Reads are
+//! stamped on the host clock as they arrive; garbage and corrupt frames are skipped and counted.
 
 use std::{
     collections::VecDeque,
-    ffi::CStr,
     fs::File,
     io::{Read, Write},
-    os::fd::{AsRawFd, FromRawFd},
+    os::fd::AsRawFd,
     time::{Duration, Instant},
 };
 
 use fwcore::proto::{self, FrameWriter, LineReader, MAX_LINE};
-
-/// A pseudo-terminal pair in raw mode. The host keeps both ends open for the board's lifetime, so
-/// that the board (re)opening its side never races the host's reads.
-pub struct Pty {
-    master: File,
-    _slave: File,
-    pub slave_path: String,
-}
-
-impl Pty {
-    pub fn open() -> std::io::Result<Pty> {
-        let (mut m, mut s) = (-1, -1);
-        let mut name = [0 as libc::c_char; 128];
-        // SAFETY: openpty fills two descriptors and the NUL-terminated slave name (buffer is
-        // larger than any pty path).
-        let r = unsafe {
-            libc::openpty(
-                &mut m,
-                &mut s,
-                name.as_mut_ptr(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: openpty succeeded: both descriptors are ours.
-        let (master, slave) = unsafe { (File::from_raw_fd(m), File::from_raw_fd(s)) };
-        // SAFETY: termios calls on a descriptor we own; raw mode means no echo, no line editing.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(s, &mut t) == 0 {
-                libc::cfmakeraw(&mut t);
-                libc::tcsetattr(s, libc::TCSANOW, &t);
-            }
-            libc::fcntl(m, libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(s, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-        // SAFETY: the name is NUL-terminated by openpty.
-        let slave_path = unsafe { CStr::from_ptr(name.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
-        Ok(Pty {
-            master,
-            _slave: slave,
-            slave_path,
-        })
-    }
-
-    pub fn link(&self) -> std::io::Result<Link> {
-        Ok(Link::new(self.master.try_clone()?))
-    }
-}
 
 /// Why no frame came.
 #[derive(Debug)]
 pub enum LinkEnd {
     /// Nothing within the allowed time.
     Timeout,
-    /// The board died (the reason from its platform plugin) or the line closed.
+    /// The board died: the reason from its platform plugin (an emulator that exited).
     Dead(String),
+    /// The serial line itself closed or failed while the platform saw the board alive: a
+    /// console (infrastructure) problem, not the firmware's.
+    Lost(String),
     /// The user asked to stop (Ctrl-C / SIGTERM).
     Stopped,
 }
@@ -167,7 +114,7 @@ impl Link {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(LinkEnd::Dead(format!("serial poll failed: {e}")));
+                return Err(LinkEnd::Lost(format!("serial poll failed: {e}")));
             }
             if r == 0 {
                 if let Some(why) = alive() {
@@ -177,9 +124,9 @@ impl Link {
             }
             match self.port.read(&mut buf) {
                 Ok(0) => {
-                    return Err(LinkEnd::Dead(
-                        alive().unwrap_or_else(|| "serial line closed".into()),
-                    ))
+                    return Err(alive()
+                        .map(LinkEnd::Dead)
+                        .unwrap_or_else(|| LinkEnd::Lost("serial line closed".into())))
                 }
                 Ok(n) => {
                     let at = Instant::now();
@@ -187,9 +134,9 @@ impl Link {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(LinkEnd::Dead(
-                        alive().unwrap_or_else(|| format!("serial read failed: {e}")),
-                    ))
+                    return Err(alive().map(LinkEnd::Dead).unwrap_or_else(|| {
+                        LinkEnd::Lost(format!("serial line closed or failed: {e}"))
+                    }))
                 }
             }
         }
@@ -216,6 +163,7 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::Pty;
 
     #[test]
     fn garbage_between_frames_is_counted_and_skipped() {
