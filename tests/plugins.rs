@@ -146,15 +146,14 @@ fn bad_libraries_are_rejected_with_path_and_reason_and_the_rest_loads() {
 
 #[test]
 fn a_missing_plugin_faults_only_its_boards() {
-    // A lab whose plugin directory has the virtual platform but no INA219 plugin: the sensors
+    // A lab whose plugin directory has the virtual platform and the power drivers but no INA219
+    // plugin: the sensors
     // are faulted with the reason; boards still list and switch.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::copy(
-        plugin_lib("labctl_platform_virtual"),
-        d.join("liblabctl_platform_virtual.so"),
-    )
-    .unwrap();
+    for lib in ["labctl_platform_virtual", "labctl_power"] {
+        std::fs::copy(plugin_lib(lib), d.join(format!("lib{lib}.so"))).unwrap();
+    }
     let src = std::fs::read_to_string(
         labctl_integration_tests::repo().join("lab-config/examples/virtual-lab.toml"),
     )

@@ -364,3 +364,64 @@ fn the_dsp_kernels_are_bit_exact_and_faster() {
         assert!(d < p, "{quant}: the DSP kernel takes fewer cycles");
     }
 }
+
+#[test]
+fn the_qemu_lab_dry_run_is_the_golden_plan() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("qemu-lab.toml");
+    std::fs::copy(repo().join("lab-config/examples/qemu-lab.toml"), &lab).unwrap();
+    let o = run_ok(&[
+        "--lab",
+        lab.to_str().unwrap(),
+        "run",
+        "--dry-run",
+        "--tokens",
+        "16",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        labctl_integration_tests::golden("qemu-lab.dry-run.txt", dir.path())
+    );
+}
+
+#[test]
+fn a_missing_emulator_names_what_to_install() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("qemu-lab.toml");
+    std::fs::copy(repo().join("lab-config/examples/qemu-lab.toml"), &lab).unwrap();
+    // No QEMU on this PATH.
+    let o = labctl_integration_tests::labctl()
+        .env("PATH", dir.path())
+        .args([
+            "--lab",
+            lab.to_str().unwrap(),
+            "run",
+            "--json",
+            "--boards",
+            "m4,rv64",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["status"], "error", "{r}");
+        assert_eq!(r["reason_code"], "missing-tool", "{r}");
+        let why = r["error"].as_str().unwrap();
+        let pkg = if r["board"] == "m4" {
+            "apt-get install qemu-system-arm"
+        } else {
+            "apt-get install qemu-system-misc"
+        };
+        assert!(
+            why.contains("is not installed") && why.contains(pkg),
+            "{why}"
+        );
+    }
+}

@@ -208,6 +208,48 @@ fn a_hand_flashed_board_on_a_serial_path_is_profiled_and_another_model_is_refuse
     assert_eq!(crc.len(), 8);
     drop(c);
 
+    // `labctl console`: the same line on a terminal; what is typed goes to the board.
+    let mut con = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "console", "hand-flashed"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut typed = con.stdin.take().unwrap();
+    let mut shown = con.stdout.take().unwrap();
+    let got = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = shown.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&all).contains("@READY") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    // Typed until the board answers (the console may still be opening the port).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !got.is_finished() && Instant::now() < deadline {
+        use std::io::Write;
+        let _ = typed.write_all(b"@HELLO proto=2*5864\n");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shown = got.join().unwrap();
+    assert!(
+        shown.contains("@READY") && shown.contains("proto=2"),
+        "{shown}"
+    );
+    {
+        use std::io::Write;
+        typed.write_all(&[0x1d]).unwrap();
+    }
+    assert!(con.wait().unwrap().success(), "Ctrl-] ends the console");
+
     // Another model than the board holds: refused (exit 2), naming both checksums.
     let other = bench.model("stories260k:q4_0");
     let (code, rows, err) = run_json(&lab, &["--model", other.to_str().unwrap(), "--tokens", "4"]);

@@ -132,7 +132,7 @@ pub fn cmd_bench(lab: &Path, what: BenchCmd) -> anyhow::Result<()> {
 /// interleaved so that both see the same machine state; the medians are compared.
 fn bench_firmware(preset: &str, tokens: usize, rounds: usize) -> anyhow::Result<()> {
     let p = gen::Preset::by_name(preset)
-        .ok_or_else(|| crate::BadInput(format!("unknown preset {preset:?}")))?;
+        .ok_or_else(|| crate::error::BadInput(format!("unknown preset {preset:?}")))?;
     let prompt: Vec<u32> = (0..32u32)
         .map(|i| (i * 37 + 11) % p.shape.vocab_size)
         .collect();
@@ -284,7 +284,7 @@ fn bench_mqtt(url: &str, sensors: usize, rate: f64, duration: Duration) -> anyho
         .strip_prefix("mqtt://")
         .and_then(|r| r.rsplit_once(':'))
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| crate::BadInput(format!("--url {url}: give mqtt://HOST:PORT")))?;
+        .ok_or_else(|| crate::error::BadInput(format!("--url {url}: give mqtt://HOST:PORT")))?;
     let tmp = tempfile::tempdir()?;
     // Four sensors per 400 kHz bus: 1 kHz × 96 bus bits each fits with room to spare.
     let mut lab = format!(

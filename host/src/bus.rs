@@ -42,7 +42,7 @@ fn parse_unplug(v: &str, bus: &str) -> Result<Option<(u8, Duration)>, String> {
         None => addr.parse(),
     }
     .map_err(|_| bad())?;
-    let delay = crate::cli::parse_duration(delay).map_err(|e| format!("{}: {e}", bad()))?;
+    let delay = crate::units::parse_duration(delay).map_err(|e| format!("{}: {e}", bad()))?;
     Ok((name == bus).then_some((addr, delay)))
 }
 

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::units::{parse_duration, PowerAction};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,12 +38,39 @@ pub enum Command {
     Power {
         /// Board name from the lab file.
         board: String,
+        /// on, off or cycle.
         action: PowerAction,
         /// How long `cycle` keeps the board off, e.g. 2s or 500ms.
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         off_time: std::time::Duration,
         #[arg(long)]
         json: bool,
+    },
+    /// Put the firmware and a model on a board with its platform's flashing step (platforms
+    /// whose boards are not flashed say so and change nothing).
+    Flash {
+        board: String,
+        /// Model file or PRESET[:QUANT] (default stories260k:q8_0).
+        #[arg(long)]
+        model: Option<String>,
+        /// Print the flashing command and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Reset a board: its `reset` line (DTR/RTS), a power cycle, or its platform's probe.
+    Reset {
+        board: String,
+        /// Print what would be done and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The board's serial console on this terminal (like picocom); emulated boards are started
+    /// for the session. Ctrl-] quits.
+    Console {
+        board: String,
+        /// Model for an emulated board (default stories260k:q8_0).
+        #[arg(long)]
+        model: Option<String>,
     },
     /// Configured boards: plugin, relay state, sensor health (a test read), USB presence.
     Boards {
@@ -139,13 +168,6 @@ pub enum ConfigCmd {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PowerAction {
-    On,
-    Off,
-    Cycle,
 }
 
 #[derive(Args, Debug)]
@@ -312,30 +334,6 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-}
-
-/// `5s`, `500ms`, `2m`, `1h`, or plain seconds (`1.5`).
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 5s, 500ms, 2m)"))?;
-    if !(v.is_finite() && v >= 0.0 && v * mult < 1e9) {
-        return Err(format!("{s:?} is not a usable duration"));
-    }
-    Ok(std::time::Duration::from_secs_f64(v * mult))
 }
 
 #[cfg(test)]

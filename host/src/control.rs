@@ -17,7 +17,7 @@ use std::{
 use lab_config::Lab;
 use serde_json::{json, Value};
 
-use crate::{cli::PowerAction, mqtt::Publisher, Failed};
+use crate::{error::Failed, mqtt::Publisher, units::PowerAction};
 
 /// How long a client waits for the daemon's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -74,7 +74,7 @@ pub fn request(lab: &Lab, pid: u32, request: Value) -> anyhow::Result<Value> {
             ))
         })?;
     let (mqtt, inbox) =
-        Publisher::connect_with_inbox(lab, "ctl", vec![format!("{prefix}/{reply_suffix}")])
+        Publisher::connect_with_inbox(lab, "ctl", false, vec![format!("{prefix}/{reply_suffix}")])
             .map_err(|e| {
                 Failed(format!(
                     "cannot reach labctl serve (pid {pid}) over MQTT: {e}"
@@ -159,7 +159,7 @@ pub fn handle(
                 };
                 let off =
                     Duration::from_millis(req["off_time_ms"].as_u64().unwrap_or(2000).min(600_000));
-                crate::relay::apply_power(&rt.lab, board, action, off)
+                crate::relay::apply_power(&rt.lab, &rt.plugins, board, action, off, true)
                     .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
                     .map_err(|e| format!("{e:#}"))
             }

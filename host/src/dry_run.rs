@@ -3,14 +3,14 @@
 //! of it: no database is opened, nothing is powered, no emulator or firmware is started, no
 //! console is opened and no model file is generated.
 
-use std::path::Path;
+use std::{io::Write, path::Path};
 
 use abi_stable::std_types::RNone;
-use lab_config::{Board, ConsolePort, Lab, RelayDriver, Reset};
+use lab_config::{Board, ConsolePort, Reset};
 use labctl_plugin_api::{profile::ConsoleKind, BoardSpec};
 use serde::Serialize;
 
-use crate::{cli::RunArgs, console, lab::Runtime, model, BadInput};
+use crate::{cli::RunArgs, console, error::BadInput, lab::Runtime, model};
 
 /// One line of the plan.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -36,42 +36,25 @@ fn quote(a: &str) -> String {
     }
 }
 
-/// How the relay of a board would be switched on, as words (relays run no outside program,
-/// except `command` ones, whose argv this is).
-fn power_line(lab: &Lab, b: &Board) -> (Vec<String>, String) {
-    let Some(r) = b.relay.as_deref().and_then(|r| lab.relay(r)) else {
+/// How the relay of a board would be switched on: its power driver's plan (only `command`
+/// relays run an outside program; the others say what they would write).
+fn power_line(rt: &Runtime, b: &Board) -> (Vec<String>, String) {
+    let Some(r) = b.relay.as_deref().and_then(|r| rt.lab.relay(r)) else {
         return (
             vec![],
             "no relay: the board's supply is not switched".into(),
         );
     };
-    let what = match &r.driver {
-        RelayDriver::Simulated => format!("simulated relay {} on", r.name),
-        RelayDriver::Gpio {
-            chip,
-            line,
-            active_low,
-        } => format!(
-            "relay {}: gpio {} line {line} {} (on)",
-            r.name,
-            chip.display(),
-            if *active_low { "low" } else { "high" }
-        ),
-        RelayDriver::UsbHid {
-            vid,
-            pid,
-            serial,
-            channel,
-        } => format!(
-            "relay {}: usb-hid {vid:04x}:{pid:04x}{} channel {channel} on",
-            r.name,
-            serial
-                .as_deref()
-                .map(|s| format!(" serial {s}"))
-                .unwrap_or_default()
-        ),
-    };
-    (vec![], what)
+    match crate::relay::open_switch(&rt.plugins, r) {
+        Ok(sw) => {
+            let step = sw.plan(true);
+            (
+                step.argv.iter().map(|a| a.to_string()).collect(),
+                format!("relay {}: {}", r.name, step.note),
+            )
+        }
+        Err(e) => (vec![], format!("faulted: {e:#}")),
+    }
 }
 
 /// The plan of one board.
@@ -83,7 +66,7 @@ fn board_plan(rt: &Runtime, b: &Board, model: &Path, ctx: u32, firmware: &Path) 
         note,
     };
     let mut out = vec![];
-    let (argv, note) = power_line(&rt.lab, b);
+    let (argv, note) = power_line(rt, b);
     out.push(line("power", argv, note));
     let Some(plugin) = rt.plugins.platform(&b.platform) else {
         let why = rt
@@ -193,6 +176,7 @@ pub fn cmd(lab_path: &Path, args: &RunArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&lines)?);
         return Ok(());
     }
+    let mut out = std::io::stdout().lock();
     for l in &lines {
         let what = if l.argv.is_empty() {
             format!("({})", l.note)
@@ -203,7 +187,11 @@ pub fn cmd(lab_path: &Path, args: &RunArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        println!("{}\t{}\t{what}", l.board, l.step);
+        match writeln!(out, "{}\t{}\t{what}", l.board, l.step) {
+            // `labctl run --dry-run | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            r => r?,
+        }
     }
     Ok(())
 }

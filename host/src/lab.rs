@@ -8,9 +8,10 @@ use labctl_plugin_api::PowerSensorBox;
 
 use crate::{
     bus::{LinuxBus, SimBus},
+    error::BadInput,
     plugins::{sensor_config, Catalog, Plugins},
     rails::Rail,
-    relay, BadInput,
+    relay,
 };
 
 /// Loads and validates a lab file; errors are bad input (exit 2).

@@ -3,12 +3,15 @@
 
 mod bench;
 mod boards;
+mod bringup;
 mod bus;
 mod cli;
 mod clock;
+mod cmd;
 mod console;
 mod control;
 mod dry_run;
+mod error;
 mod lab;
 mod model;
 mod mqtt;
@@ -18,9 +21,12 @@ mod relay;
 mod report;
 mod results;
 mod run;
+mod sample;
 mod sense;
 mod serve;
+mod shutdown;
 mod store;
+mod units;
 mod window;
 
 use std::process::ExitCode;
@@ -29,15 +35,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigCmd};
 
-/// An error caused by bad input (lab file, arguments): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadInput(pub String);
-
-/// The verb ran but what it did failed or was interrupted: exit code 1, message already shown.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Failed(pub String);
+use crate::error::{BadInput, Failed};
 
 fn main() -> ExitCode {
     // One lab thread per board and sensor: glibc would give each its own malloc arena (MBs of
@@ -86,8 +84,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action,
             off_time,
             json,
-        } => relay::cmd_power(&cli.lab, &board, action, off_time, json),
+        } => cmd::power::cmd(&cli.lab, &board, action, off_time, json),
         Command::Boards { json } => boards::cmd_boards(&cli.lab, json),
+        Command::Flash {
+            board,
+            model,
+            dry_run,
+        } => cmd::flash::cmd(&cli.lab, &board, model.as_deref(), dry_run),
+        Command::Reset { board, dry_run } => cmd::reset::cmd(&cli.lab, &board, dry_run),
+        Command::Console { board, model } => cmd::console::cmd(&cli.lab, &board, model.as_deref()),
         Command::Sense(args) => sense::cmd_sense(&cli.lab, args),
         Command::Bench { what } => bench::cmd_bench(&cli.lab, what),
         Command::Model { cmd } => {

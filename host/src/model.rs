@@ -14,7 +14,7 @@ use fwcore::{
 use labctl_plugin_api::profile::Profile;
 use serde_json::json;
 
-use crate::{cli::ModelCmd, plugins::Plugins, BadInput, Failed};
+use crate::{cli::ModelCmd, error::BadInput, error::Failed, plugins::Plugins};
 
 /// Seed of generated weights unless `--seed` says otherwise (never 0: 0 means "not generated").
 pub const DEFAULT_SEED: u32 = 1;

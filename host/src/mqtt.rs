@@ -196,9 +196,12 @@ impl Publisher {
     /// Connects as configured in the lab's `[mqtt]` (None: no MQTT section, or it cannot be
     /// used — said once on stderr; sampling and storage go on). `role` names the client
     /// (`run`, `sense`, `serve`) so that several labctl processes can publish at once.
-    pub fn connect(lab: &Lab, role: &str) -> Option<Arc<Publisher>> {
+    /// `announce`: this client owns the lab's retained `status` (and its last will): the daemon,
+    /// or any verb while no daemon runs for the lab. The caller knows which; the publisher
+    /// does not ask.
+    pub fn connect(lab: &Lab, role: &str, announce: bool) -> Option<Arc<Publisher>> {
         let m = lab.mqtt.as_ref()?;
-        match Self::try_connect(lab, m, role, vec![]) {
+        match Self::try_connect(lab, m, role, announce, vec![]) {
             Ok((p, _)) => Some(p),
             Err(why) => {
                 eprintln!("MQTT: {why}; going on without publishing");
@@ -212,13 +215,14 @@ impl Publisher {
     pub fn connect_with_inbox(
         lab: &Lab,
         role: &str,
+        announce: bool,
         filters: Vec<String>,
     ) -> Result<(Arc<Publisher>, Inbox), String> {
         let m = lab
             .mqtt
             .as_ref()
             .ok_or("the lab file has no [mqtt] section")?;
-        let (p, rx) = Self::try_connect(lab, m, role, filters)?;
+        let (p, rx) = Self::try_connect(lab, m, role, announce, filters)?;
         Ok((p, rx))
     }
 
@@ -226,6 +230,7 @@ impl Publisher {
         lab: &Lab,
         m: &lab_config::Mqtt,
         role: &str,
+        announce: bool,
         filters: Vec<String>,
     ) -> Result<(Arc<Publisher>, Inbox), String> {
         let mut transport = None;
@@ -255,9 +260,6 @@ impl Publisher {
             None => format!("labctl-{}-{role}", lab.name),
         };
         let prefix = m.prefix.trim_end_matches('/').to_string();
-        // The lab's online/offline status belongs to `serve` while it runs; other commands
-        // announce it only when they are the lab's only publisher.
-        let announce = role == "serve" || crate::control::serve_pid(lab).is_none();
         let mut opts = MqttOptions::new(id, host, port);
         opts.set_keep_alive(Duration::from_secs(5))
             .set_clean_session(false)

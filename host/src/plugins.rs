@@ -8,7 +8,7 @@ use abi_stable::library::lib_header_from_path;
 use abi_stable::library::LibraryError;
 use labctl_plugin_api::{
     profile::{Profile, ProfileDoc},
-    ChipInfo, PlatformApiRef, PluginModRef, SensorApiRef, SensorConfig, ABI_VERSION,
+    ChipInfo, PlatformApiRef, PluginModRef, PowerApiRef, SensorApiRef, SensorConfig, ABI_VERSION,
     LIBRARY_PREFIX,
 };
 use serde::Serialize;
@@ -21,6 +21,9 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     pub platform: Option<PlatformApiRef>,
     pub sensor: Option<SensorApiRef>,
+    pub power: Option<PowerApiRef>,
+    /// Power drivers served (a relay's `driver`).
+    pub drivers: Vec<String>,
     /// The platform's profiles, from its validated profile document.
     pub profiles: Vec<Profile>,
     pub chips: Vec<ChipInfo>,
@@ -104,6 +107,12 @@ impl Plugins {
                     o.path.display()
                 ));
             }
+            if let Some(d) = lp.drivers.iter().find(|d| o.drivers.contains(d)) {
+                return Some(format!(
+                    "power driver {d:?} is already served by {}",
+                    o.path.display()
+                ));
+            }
             // A platform is named after its plugin, so only chips can clash across names.
             lp.chips
                 .iter()
@@ -136,6 +145,14 @@ impl Plugins {
             .profiles
             .iter()
             .find(|p| p.name.as_str() == profile)
+    }
+
+    /// The plugin serving power driver `driver`.
+    pub fn power_driver(&self, driver: &str) -> Option<(&LoadedPlugin, PowerApiRef)> {
+        self.loaded.iter().find_map(|p| {
+            let api = p.power?;
+            p.drivers.iter().any(|d| d == driver).then_some((p, api))
+        })
     }
 
     pub fn sensor_plugin(&self, chip: &str) -> Option<(&LoadedPlugin, SensorApiRef)> {
@@ -219,9 +236,10 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, String> {
     }
     let platform = module.platform().into_option();
     let sensor = module.sensor().into_option();
-    if platform.is_none() && sensor.is_none() {
+    let power = module.power().into_option();
+    if platform.is_none() && sensor.is_none() && power.is_none() {
         return Err(format!(
-            "plugin {:?} provides neither a platform nor a sensor interface",
+            "plugin {:?} provides no platform, sensor or power-driver interface",
             info.name.as_str()
         ));
     }
@@ -234,6 +252,9 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, String> {
         None => vec![],
     };
     let chips = sensor.map(|s| (s.chips())().into_vec()).unwrap_or_default();
+    let drivers = power
+        .map(|p| (p.drivers())().iter().map(|d| d.to_string()).collect())
+        .unwrap_or_default();
     Ok(LoadedPlugin {
         name: info.name.to_string(),
         version: info.version.to_string(),
@@ -242,6 +263,8 @@ fn load_one(path: &Path) -> Result<LoadedPlugin, String> {
         path: path.to_path_buf(),
         platform,
         sensor,
+        power,
+        drivers,
         profiles,
         chips,
     })
@@ -316,6 +339,7 @@ struct PluginRow<'a> {
     platforms: Vec<String>,
     profiles: Vec<String>,
     chips: Vec<String>,
+    drivers: Vec<String>,
 }
 
 /// `labctl plugins`
@@ -329,6 +353,7 @@ pub fn cmd_plugins(lab: Option<&lab_config::Lab>, json: bool) -> anyhow::Result<
             kind: [
                 p.platform.is_some().then_some("platform"),
                 p.sensor.is_some().then_some("power-sensor"),
+                p.power.is_some().then_some("power-driver"),
             ]
             .into_iter()
             .flatten()
@@ -344,6 +369,7 @@ pub fn cmd_plugins(lab: Option<&lab_config::Lab>, json: bool) -> anyhow::Result<
             },
             profiles: p.profiles.iter().map(|b| b.name.to_string()).collect(),
             chips: p.chips.iter().map(|c| c.name.to_string()).collect(),
+            drivers: p.drivers.clone(),
         })
         .collect();
     if json {
@@ -370,7 +396,9 @@ pub fn cmd_plugins(lab: Option<&lab_config::Lab>, json: bool) -> anyhow::Result<
         "NAME", "KIND", "VERSION", "ABI"
     );
     for r in &rows {
-        let serves = if r.chips.is_empty() {
+        let serves = if !r.drivers.is_empty() {
+            format!("power drivers: {}", r.drivers.join(", "))
+        } else if r.chips.is_empty() {
             format!("platform {}: {}", r.name, r.profiles.join(", "))
         } else {
             format!("chips: {}", r.chips.join(", "))

@@ -1,5 +1,6 @@
-//! Relays and the relay state file. A relay is one channel switching one board's supply: a GPIO
-//! line (gpio-cdev), a USB-HID relay board (rusb), or a simulated line. Its state is kept in
+//! Relays and the relay state file. A relay is one channel switching one board's supply, driven
+//! by the power-driver plugin that serves its `driver` (`plugins/power`: gpio, usb-hid, usb-port,
+//! command, simulated). Its state is kept in
 //! `<db stem>.state.json` beside the database, so `labctl boards` shows it, simulated relays keep
 //! it between commands, and GPIO lines can be re-asserted from it.
 
@@ -13,10 +14,11 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use lab_config::{Lab, Relay, RelayDriver};
+use lab_config::{Lab, Relay};
+use labctl_plugin_api::PowerSwitchBox;
 use serde::{Deserialize, Serialize};
 
-use crate::{cli::PowerAction, clock, BadInput};
+use crate::{clock, error::BadInput, plugins::Plugins, units::PowerAction};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RelayEntry {
@@ -100,83 +102,38 @@ pub fn board_is_on(state: &StateFile, board: &lab_config::Board) -> bool {
     }
 }
 
-/// Drives the physical relay (nothing to drive for a simulated one).
-pub fn drive(relay: &Relay, on: bool) -> anyhow::Result<()> {
-    match &relay.driver {
-        RelayDriver::Simulated => Ok(()),
-        RelayDriver::Gpio {
-            chip,
-            line,
-            active_low,
-        } => drive_gpio(chip, *line, *active_low, on)
-            .with_context(|| format!("relay {:?}: GPIO {}:{line}", relay.name, chip.display())),
-        RelayDriver::UsbHid {
-            vid,
-            pid,
-            serial,
-            channel,
-        } => drive_usb_hid(*vid, *pid, serial.as_deref(), *channel, on).with_context(|| {
-            format!(
-                "relay {:?}: USB-HID {vid:04x}:{pid:04x} channel {channel}",
-                relay.name
-            )
-        }),
-    }
+/// Opens a relay through the power-driver plugin that serves its driver; switches nothing.
+pub fn open_switch(plugins: &Plugins, relay: &Relay) -> anyhow::Result<PowerSwitchBox> {
+    let driver = relay.driver.name();
+    let (_, api) = plugins
+        .power_driver(driver)
+        .ok_or_else(|| anyhow::anyhow!(plugins.why_missing(&format!("power driver {driver:?}"))))?;
+    let keys = relay.driver.keys_json();
+    (api.open())(driver.into(), keys.as_str().into())
+        .into_result()
+        .map_err(|e| anyhow::anyhow!("relay {:?} ({driver}): {}", relay.name, e.message))
 }
 
-fn drive_gpio(chip: &Path, line: u32, active_low: bool, on: bool) -> anyhow::Result<()> {
-    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
-    let mut chip = Chip::new(chip)?;
-    let line = chip.get_line(line)?;
-    let mut flags = LineRequestFlags::OUTPUT;
-    if active_low {
-        flags |= LineRequestFlags::ACTIVE_LOW;
-    }
-    // The kernel keeps an output's level after the handle closes on common Pi GPIO drivers; the
-    // state file lets labctl re-assert it where it does not.
-    let handle = line.request(flags, u8::from(on), "labctl")?;
-    handle.set_value(u8::from(on))?;
-    Ok(())
-}
-
-/// The common "USBRelayN" HID boards (V-USB, 16c0:05df): a SET_REPORT feature report with
-/// 0xFF (on) or 0xFD (off) and the 1-based channel.
-fn drive_usb_hid(
-    vid: u16,
-    pid: u16,
-    serial: Option<&str>,
-    channel: u8,
-    on: bool,
-) -> anyhow::Result<()> {
-    use rusb::UsbContext;
-    let timeout = Duration::from_millis(500);
-    for dev in rusb::Context::new()?.devices()?.iter() {
-        let desc = dev.device_descriptor()?;
-        if desc.vendor_id() != vid || desc.product_id() != pid {
-            continue;
-        }
-        let handle = dev.open()?;
-        if let Some(want) = serial {
-            // These boards keep their serial in the feature report, not the USB descriptor.
-            let mut buf = [0u8; 8];
-            handle.read_control(0xA1, 0x01, 0x0300, 0, &mut buf, timeout)?;
-            let got = String::from_utf8_lossy(&buf[..5])
-                .trim_end_matches('\0')
-                .to_string();
-            if got != want {
-                continue;
-            }
-        }
-        let _ = handle.set_auto_detach_kernel_driver(true);
-        let report = [if on { 0xFF } else { 0xFD }, channel, 0, 0, 0, 0, 0, 0];
-        handle.write_control(0x21, 0x09, 0x0300, 0, &report, timeout)?;
-        return Ok(());
-    }
-    bail!("no USB device {vid:04x}:{pid:04x} found")
+/// Drives the physical relay through its power driver.
+pub fn drive(plugins: &Plugins, relay: &Relay, on: bool) -> anyhow::Result<()> {
+    let mut sw = open_switch(plugins, relay)?;
+    sw.set(on).into_result().map_err(|e| {
+        anyhow::anyhow!(
+            "relay {:?} ({}): {}",
+            relay.name,
+            relay.driver.name(),
+            e.message
+        )
+    })
 }
 
 /// Switches a board's relay and records it.
-pub fn set_board_power(lab: &Lab, board: &str, on: bool) -> anyhow::Result<&'static str> {
+pub fn set_board_power(
+    lab: &Lab,
+    plugins: &Plugins,
+    board: &str,
+    on: bool,
+) -> anyhow::Result<&'static str> {
     let b = crate::lab::board_named(lab, board)?;
     let relay_name = b
         .relay
@@ -186,7 +143,7 @@ pub fn set_board_power(lab: &Lab, board: &str, on: bool) -> anyhow::Result<&'sta
         .relay(relay_name)
         .ok_or_else(|| BadInput(format!("relay {relay_name:?} is not defined")))?;
     let mut st = LockedState::open(&lab.state_path())?;
-    drive(relay, on)?;
+    drive(plugins, relay, on)?;
     st.state.relays.insert(
         relay.name.clone(),
         RelayEntry {
@@ -196,57 +153,7 @@ pub fn set_board_power(lab: &Lab, board: &str, on: bool) -> anyhow::Result<&'sta
     );
     st.save()?;
     tracing::info!(board, relay = %relay.name, on, "relay switched");
-    Ok(match relay.driver {
-        RelayDriver::Simulated => "simulated",
-        RelayDriver::Gpio { .. } => "gpio",
-        RelayDriver::UsbHid { .. } => "usb-hid",
-    })
-}
-
-/// `labctl power BOARD on|off|cycle`
-pub fn cmd_power(
-    lab_path: &Path,
-    board: &str,
-    action: PowerAction,
-    off_time: Duration,
-    json: bool,
-) -> anyhow::Result<()> {
-    let lab = crate::lab::load(lab_path)?;
-    // While `labctl serve` runs it owns the relays: ask it.
-    let r: PowerResult = match crate::control::serve_pid(&lab) {
-        Some(pid) if lab.mqtt.is_some() => {
-            let action = match action {
-                PowerAction::On => "on",
-                PowerAction::Off => "off",
-                PowerAction::Cycle => "cycle",
-            };
-            let v = crate::control::request(
-                &lab,
-                pid,
-                serde_json::json!({"verb": "power", "board": board, "action": action,
-                                   "off_time_ms": off_time.as_millis() as u64}),
-            )?;
-            serde_json::from_value(v)?
-        }
-        _ => apply_power(&lab, board, action, off_time)?,
-    };
-    if json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
-        println!(
-            "{}: {} (relay {}, {}{})",
-            r.board,
-            if r.on { "on" } else { "off" },
-            r.relay,
-            r.driver,
-            if r.via_serve {
-                ", through labctl serve"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(())
+    Ok(relay.driver.name())
 }
 
 /// What a power command did.
@@ -264,17 +171,19 @@ pub struct PowerResult {
 /// Switches a board's relay (cycle: off, wait, on) and records it.
 pub fn apply_power(
     lab: &Lab,
+    plugins: &Plugins,
     board: &str,
     action: PowerAction,
     off_time: Duration,
+    via_serve: bool,
 ) -> anyhow::Result<PowerResult> {
     let driver = match action {
-        PowerAction::On => set_board_power(lab, board, true)?,
-        PowerAction::Off => set_board_power(lab, board, false)?,
+        PowerAction::On => set_board_power(lab, plugins, board, true)?,
+        PowerAction::Off => set_board_power(lab, plugins, board, false)?,
         PowerAction::Cycle => {
-            set_board_power(lab, board, false)?;
+            set_board_power(lab, plugins, board, false)?;
             std::thread::sleep(off_time);
-            set_board_power(lab, board, true)?
+            set_board_power(lab, plugins, board, true)?
         }
     };
     Ok(PowerResult {
@@ -285,6 +194,6 @@ pub fn apply_power(
             .unwrap_or_default(),
         driver: driver.to_string(),
         on: action != PowerAction::Off,
-        via_serve: crate::control::serve_pid(lab) == Some(std::process::id()),
+        via_serve,
     })
 }

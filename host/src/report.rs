@@ -8,8 +8,8 @@ use std::{fmt::Write as _, path::Path};
 use duckdb::Connection;
 
 use crate::{
+    error::BadInput,
     results::{db_path, open_read_only},
-    BadInput,
 };
 
 /// Which runs a report covers.

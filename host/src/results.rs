@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use duckdb::{types::ValueRef, AccessMode, Config, Connection};
 
-use crate::{store, BadInput, Failed};
+use crate::{error::BadInput, error::Failed, store};
 
 /// Tables and views `export` writes, in this order.
 pub const EXPORTED: &[&str] = &[

@@ -34,16 +34,18 @@ use crate::{
     cli::RunArgs,
     clock,
     console::{self, Link, LinkEnd, RxFrame},
+    error::BadInput,
+    error::Failed,
     lab::{Rig, Runtime},
     model::{self, ModelFile},
     mqtt::Publisher,
     plugins::exe_dir,
     rails::Rail,
     relay,
-    sense::{sample_loop, stop_flag, Meta},
+    sample::{sample_loop, Meta},
+    shutdown::stop_flag,
     store::{ingest, tee, Rec, Store, TokenRow, LIVE_TICK},
     window::Window,
-    BadInput, Failed,
 };
 
 /// Name of the posix firmware program, found beside `labctl` (or in its `firmware/` folder).
@@ -151,6 +153,7 @@ struct BoardJob<'a> {
     stop: &'a AtomicBool,
     progress: &'a Progress,
     lab: &'a lab_config::Lab,
+    plugins: &'a crate::plugins::Plugins,
     tx: mpsc::Sender<Rec>,
     mqtt: Option<Arc<Publisher>>,
 }
@@ -392,7 +395,7 @@ impl BoardJob<'_> {
         if self.board.relay.is_none() {
             return Ok(());
         }
-        relay::set_board_power(self.lab, &self.board.name, on)
+        relay::set_board_power(self.lab, self.plugins, &self.board.name, on)
             .map(|_| ())
             .map_err(|e| Fault::error("power", format!("relay: {e:#}")))
     }
@@ -1018,7 +1021,9 @@ pub fn cmd_run(lab_path: &Path, args: RunArgs) -> anyhow::Result<()> {
     let json = args.json;
     let plan = plan(lab_path, args)?;
     let stop = stop_flag()?;
-    let mqtt = Publisher::connect(&plan.rt.lab, "run");
+    // The lab's online/offline status belongs to `serve` while it runs.
+    let announce = crate::control::serve_pid(&plan.rt.lab).is_none();
+    let mqtt = Publisher::connect(&plan.rt.lab, "run", announce);
     if let Some(m) = &mqtt {
         eprintln!(
             "publishing live metrics to {} under {}/",
@@ -1234,6 +1239,7 @@ pub fn execute(
                     stop,
                     progress: &progress,
                     lab: &rt.lab,
+                    plugins: &rt.plugins,
                     tx: tx.clone(),
                     mqtt: mqtt.clone(),
                 };

@@ -17,7 +17,10 @@ use std::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{cli::RunArgs, control, lab, mqtt::Publisher, run, sense::stop_flag, BadInput, Failed};
+use crate::{
+    cli::RunArgs, control, error::BadInput, error::Failed, lab, mqtt::Publisher, run,
+    shutdown::stop_flag,
+};
 
 /// A job: the fields mirror `labctl run`'s flags (docs/mqtt.md has the schema).
 #[derive(Debug, Deserialize)]
@@ -110,7 +113,7 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
     let stop = stop_flag()?;
     let _marker = control::ServeMarker::create(&lab);
     let (mqtt, inbox) =
-        Publisher::connect_with_inbox(&lab, "serve", vec![jobs.clone(), control.clone()])
+        Publisher::connect_with_inbox(&lab, "serve", true, vec![jobs.clone(), control.clone()])
             .map_err(|e| Failed(format!("MQTT: {e}")))?;
     eprintln!(
         "labctl serve: lab {:?}, {}; jobs on {jobs}, replies on …/jobs/<job_id>/status",

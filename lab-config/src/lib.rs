@@ -135,7 +135,60 @@ pub enum RelayDriver {
         serial: Option<String>,
         channel: u8,
     },
+    /// Per-port power of a USB hub: the hub's location (`1-1.2`, `usb1`) and a 1-based port.
+    UsbPort {
+        hub: String,
+        port: u8,
+    },
+    /// The user's own programs (argv arrays, no shell): `status` exits 0 = on, 1 = off.
+    Command {
+        on: Vec<String>,
+        off: Vec<String>,
+        status: Option<Vec<String>>,
+        timeout_ms: u64,
+    },
     Simulated,
+}
+
+impl RelayDriver {
+    /// The `driver` key's value, which names the power-driver plugin's driver.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RelayDriver::Gpio { .. } => "gpio",
+            RelayDriver::UsbHid { .. } => "usb-hid",
+            RelayDriver::UsbPort { .. } => "usb-port",
+            RelayDriver::Command { .. } => "command",
+            RelayDriver::Simulated => "simulated",
+        }
+    }
+
+    /// The driver's keys as the power-driver plugin takes them (a JSON object).
+    pub fn keys_json(&self) -> String {
+        use serde_json::json;
+        match self {
+            RelayDriver::Gpio {
+                chip,
+                line,
+                active_low,
+            } => json!({"chip": chip.to_string_lossy(), "line": line, "active_low": active_low}),
+            RelayDriver::UsbHid {
+                vid,
+                pid,
+                serial,
+                channel,
+            } => json!({"vid": vid, "pid": pid, "serial": serial, "channel": channel}),
+            RelayDriver::UsbPort { hub, port } => json!({"hub": hub, "port": port}),
+            RelayDriver::Command {
+                on,
+                off,
+                status,
+                timeout_ms,
+            } => json!({"on": on, "off": off, "status": status,
+                        "timeout_s": *timeout_ms as f64 / 1000.0}),
+            RelayDriver::Simulated => json!({}),
+        }
+        .to_string()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

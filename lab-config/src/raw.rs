@@ -43,7 +43,21 @@ pub struct RawBus {
 pub enum RawRelayDriver {
     Gpio,
     UsbHid,
+    UsbPort,
+    Command,
     Simulated,
+}
+
+impl RawRelayDriver {
+    pub fn name(self) -> &'static str {
+        match self {
+            RawRelayDriver::Gpio => "gpio",
+            RawRelayDriver::UsbHid => "usb-hid",
+            RawRelayDriver::UsbPort => "usb-port",
+            RawRelayDriver::Command => "command",
+            RawRelayDriver::Simulated => "simulated",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -58,6 +72,12 @@ pub struct RawRelay {
     pub pid: Option<S<u16>>,
     pub serial: Option<S<String>>,
     pub channel: Option<S<u8>>,
+    pub hub: Option<S<String>>,
+    pub port: Option<S<u8>>,
+    pub on: Option<S<Vec<String>>>,
+    pub off: Option<S<Vec<String>>>,
+    pub status: Option<S<Vec<String>>>,
+    pub timeout_s: Option<S<f64>>,
 }
 
 #[derive(Deserialize)]

@@ -279,32 +279,89 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         let r = sr.get_ref();
         let f = format!("relays[{i}]");
         let drv = *r.driver.get_ref();
-        let only = |cx: &mut Ctx, v: Option<&S<String>>, key: &str, for_: &str| {
-            if let Some(v) = v {
-                cx.err(
-                    v,
-                    format!("{f}.{key}"),
-                    format!("`{key}` applies only to driver = \"{for_}\""),
-                );
-            }
-        };
-        macro_rules! only_num {
-            ($cx:expr, $v:expr, $key:literal, $for_:literal) => {
-                if let Some(v) = $v {
-                    $cx.err(
-                        v,
-                        format!("{f}.{}", $key),
-                        format!("`{}` applies only to driver = \"{}\"", $key, $for_),
+        // Every driver's keys; a key another driver takes is an error naming that driver.
+        let present: [(&str, Option<Loc>, &str); 14] = [
+            (
+                "chip",
+                r.chip.as_ref().map(|v| cx.loc(v.span().start)),
+                "gpio",
+            ),
+            (
+                "line",
+                r.line.as_ref().map(|v| cx.loc(v.span().start)),
+                "gpio",
+            ),
+            (
+                "active_low",
+                r.active_low.as_ref().map(|v| cx.loc(v.span().start)),
+                "gpio",
+            ),
+            (
+                "vid",
+                r.vid.as_ref().map(|v| cx.loc(v.span().start)),
+                "usb-hid",
+            ),
+            (
+                "pid",
+                r.pid.as_ref().map(|v| cx.loc(v.span().start)),
+                "usb-hid",
+            ),
+            (
+                "serial",
+                r.serial.as_ref().map(|v| cx.loc(v.span().start)),
+                "usb-hid",
+            ),
+            (
+                "channel",
+                r.channel.as_ref().map(|v| cx.loc(v.span().start)),
+                "usb-hid",
+            ),
+            (
+                "hub",
+                r.hub.as_ref().map(|v| cx.loc(v.span().start)),
+                "usb-port",
+            ),
+            (
+                "port",
+                r.port.as_ref().map(|v| cx.loc(v.span().start)),
+                "usb-port",
+            ),
+            (
+                "on",
+                r.on.as_ref().map(|v| cx.loc(v.span().start)),
+                "command",
+            ),
+            (
+                "off",
+                r.off.as_ref().map(|v| cx.loc(v.span().start)),
+                "command",
+            ),
+            (
+                "status",
+                r.status.as_ref().map(|v| cx.loc(v.span().start)),
+                "command",
+            ),
+            (
+                "timeout_s",
+                r.timeout_s.as_ref().map(|v| cx.loc(v.span().start)),
+                "command",
+            ),
+            ("driver", None, ""),
+        ];
+        let this = drv.name();
+        for (key, loc, owner) in present {
+            if let Some(loc) = loc {
+                if owner != this {
+                    cx.push(
+                        loc,
+                        format!("{f}.{key}"),
+                        format!("`{key}` applies only to driver = \"{owner}\""),
                     );
                 }
-            };
+            }
         }
         let driver = match drv {
             RawRelayDriver::Gpio => {
-                only_num!(cx, &r.vid, "vid", "usb-hid");
-                only_num!(cx, &r.pid, "pid", "usb-hid");
-                only_num!(cx, &r.channel, "channel", "usb-hid");
-                only(&mut cx, r.serial.as_ref(), "serial", "usb-hid");
                 let chip = match &r.chip {
                     Some(c) => {
                         let c = c.get_ref();
@@ -341,9 +398,6 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                 }
             }
             RawRelayDriver::UsbHid => {
-                only(&mut cx, r.chip.as_ref(), "chip", "gpio");
-                only_num!(cx, &r.line, "line", "gpio");
-                only_num!(cx, &r.active_low, "active_low", "gpio");
                 let need = |cx: &mut Ctx, v: Option<u16>, key: &str| {
                     if v.is_none() {
                         cx.err(
@@ -377,16 +431,101 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                     channel,
                 }
             }
-            RawRelayDriver::Simulated => {
-                only(&mut cx, r.chip.as_ref(), "chip", "gpio");
-                only_num!(cx, &r.line, "line", "gpio");
-                only_num!(cx, &r.active_low, "active_low", "gpio");
-                only_num!(cx, &r.vid, "vid", "usb-hid");
-                only_num!(cx, &r.pid, "pid", "usb-hid");
-                only_num!(cx, &r.channel, "channel", "usb-hid");
-                only(&mut cx, r.serial.as_ref(), "serial", "usb-hid");
-                RelayDriver::Simulated
+            RawRelayDriver::UsbPort => {
+                let hub = match &r.hub {
+                    Some(h) if is_hub_location(h.get_ref()) => h.get_ref().clone(),
+                    Some(h) => {
+                        cx.err(
+                            h,
+                            format!("{f}.hub"),
+                            format!(
+                                "{:?} is not a USB hub location (\"1-1.2\": bus 1, port 1, port 2; or \"usb1\" for a root hub; `lsusb -t` shows them)",
+                                h.get_ref()
+                            ),
+                        );
+                        String::new()
+                    }
+                    None => {
+                        cx.err(
+                            &r.name,
+                            format!("{f}.hub"),
+                            "a usb-port relay needs `hub` (e.g. \"1-1.2\")",
+                        );
+                        String::new()
+                    }
+                };
+                let port = match &r.port {
+                    Some(p) if *p.get_ref() >= 1 => *p.get_ref(),
+                    Some(p) => {
+                        cx.err(p, format!("{f}.port"), "hub ports are numbered from 1");
+                        0
+                    }
+                    None => {
+                        cx.err(
+                            &r.name,
+                            format!("{f}.port"),
+                            "a usb-port relay needs `port`",
+                        );
+                        0
+                    }
+                };
+                RelayDriver::UsbPort { hub, port }
             }
+            RawRelayDriver::Command => {
+                let mut argv = |v: &Option<S<Vec<String>>>, key: &str, needed: bool| match v {
+                    Some(a) if !a.get_ref().is_empty() && !a.get_ref()[0].is_empty() => {
+                        Some(a.get_ref().clone())
+                    }
+                    Some(a) => {
+                        cx.err(
+                            a,
+                            format!("{f}.{key}"),
+                            format!(
+                                "`{key}` is a command as an argv array, e.g. [\"plugctl\", \"on\"]"
+                            ),
+                        );
+                        None
+                    }
+                    None => {
+                        if needed {
+                            cx.err(
+                                &r.name,
+                                format!("{f}.{key}"),
+                                format!("a command relay needs `{key}` (an argv array; no shell)"),
+                            );
+                        }
+                        None
+                    }
+                };
+                let on = argv(&r.on, "on", true).unwrap_or_default();
+                let off = argv(&r.off, "off", true).unwrap_or_default();
+                let status = argv(&r.status, "status", false);
+                let timeout_s = match &r.timeout_s {
+                    Some(t)
+                        if t.get_ref().is_finite()
+                            && *t.get_ref() > 0.0
+                            && *t.get_ref() <= 600.0 =>
+                    {
+                        *t.get_ref()
+                    }
+                    Some(t) => {
+                        cx.err(
+                            t,
+                            format!("{f}.timeout_s"),
+                            "`timeout_s` is seconds, more than 0 and at most 600",
+                        );
+                        10.0
+                    }
+                    None => 10.0,
+                };
+                RelayDriver::Command {
+                    on,
+                    off,
+                    status,
+                    timeout_ms: (timeout_s * 1000.0) as u64,
+                }
+            }
+            RawRelayDriver::Simulated => RelayDriver::Simulated,
         };
         if driver != RelayDriver::Simulated {
             let mut key = driver.clone();
@@ -651,6 +790,21 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         boards,
         mqtt,
     })
+}
+
+/// `1-1.2` (bus, then ports joined by dots) or `usb1` (a root hub).
+fn is_hub_location(s: &str) -> bool {
+    if let Some(bus) = s.strip_prefix("usb") {
+        return !bus.is_empty() && bus.chars().all(|c| c.is_ascii_digit());
+    }
+    let Some((bus, ports)) = s.split_once('-') else {
+        return false;
+    };
+    !bus.is_empty()
+        && bus.chars().all(|c| c.is_ascii_digit())
+        && ports
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// A sensor entry on a chip address: its name, the chip, and its channel if it names one.

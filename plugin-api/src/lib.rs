@@ -24,7 +24,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, ROption, RResult, RSlice, RSliceMut, RString, RVec},
+    std_types::{RBox, ROption, RResult, RSlice, RSliceMut, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -484,6 +484,40 @@ pub struct PlatformApi {
 pub mod profile;
 
 // ---------------------------------------------------------------------------------------------
+// Power drivers
+// ---------------------------------------------------------------------------------------------
+
+/// One switched supply (one `[[relays]]` entry), opened by its driver.
+#[sabi_trait]
+pub trait PowerSwitch: Send {
+    /// Switches the supply on or off.
+    fn set(&mut self, on: bool) -> RResult<(), PluginError>;
+    /// The supply's state read back from the hardware, `RNone` where it cannot be read (the
+    /// host's state file then says what was last set).
+    fn state(&mut self) -> RResult<ROption<bool>, PluginError>;
+    /// What `set(on)` would do, without doing it (`--dry-run`).
+    #[sabi(last_prefix_field)]
+    fn plan(&self, on: bool) -> Step;
+}
+
+pub type PowerSwitchBox = PowerSwitch_TO<'static, RBox<()>>;
+
+/// The power-driver interface of a plugin.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PowerApiRef)))]
+#[sabi(missing_field(panic))]
+pub struct PowerApi {
+    /// The driver names served (`gpio`, `usb-hid`, …): a relay's `driver` key.
+    pub drivers: extern "C" fn() -> RVec<RString>,
+    /// Opens one relay of `driver`, configured by its lab-file keys as a JSON object. Opening
+    /// switches nothing.
+    #[sabi(last_prefix_field)]
+    pub open:
+        extern "C" fn(driver: RStr<'_>, keys: RStr<'_>) -> RResult<PowerSwitchBox, PluginError>,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Root module
 // ---------------------------------------------------------------------------------------------
 
@@ -495,8 +529,9 @@ pub mod profile;
 pub struct PluginMod {
     pub info: extern "C" fn() -> PluginInfo,
     pub platform: ROption<PlatformApiRef>,
-    #[sabi(last_prefix_field)]
     pub sensor: ROption<SensorApiRef>,
+    #[sabi(last_prefix_field)]
+    pub power: ROption<PowerApiRef>,
 }
 
 impl RootModule for PluginModRef {

@@ -80,3 +80,15 @@ pub fn plugin_lib(lib_name: &str) -> PathBuf {
     assert!(p.exists(), "{} not built", p.display());
     p
 }
+
+/// A golden file from `tests/golden/` with `$BIN` (labctl's directory), `$TARGET` (the cargo
+/// target directory) and `$DIR` (the test's lab directory) filled in.
+pub fn golden(name: &str, dir: &Path) -> String {
+    let bin = bin_dir();
+    let target = bin.parent().expect("target/<profile>").to_path_buf();
+    std::fs::read_to_string(repo().join("tests/golden").join(name))
+        .expect("golden file")
+        .replace("$BIN", &bin.display().to_string())
+        .replace("$TARGET", &target.display().to_string())
+        .replace("$DIR", &dir.display().to_string())
+}

@@ -48,6 +48,14 @@ impl Console {
         }
     }
 
+    /// Another handle on the host end, for raw byte copying (`labctl console`).
+    pub fn file(&self) -> std::io::Result<std::fs::File> {
+        match self {
+            Console::Pty(p) => p.master_clone(),
+            Console::Tty(t) => t.file.try_clone(),
+        }
+    }
+
     /// A framed link over this console.
     pub fn link(&self) -> std::io::Result<Link> {
         match self {

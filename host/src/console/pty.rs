@@ -54,6 +54,10 @@ impl Pty {
         })
     }
 
+    pub fn master_clone(&self) -> std::io::Result<File> {
+        self.master.try_clone()
+    }
+
     pub fn link(&self) -> std::io::Result<Link> {
         Ok(Link::new(self.master.try_clone()?))
     }

@@ -30,6 +30,7 @@ pub fn get_library() -> PluginModRef {
             .leak_into_prefix(),
         ),
         sensor: RNone,
+        power: RNone,
     }
     .leak_into_prefix()
 }

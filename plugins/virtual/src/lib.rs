@@ -36,6 +36,7 @@ pub fn get_library() -> PluginModRef {
         info,
         platform: RSome(platform_api()),
         sensor: RNone,
+        power: RNone,
     }
     .leak_into_prefix()
 }

@@ -39,6 +39,7 @@ pub fn get_library() -> PluginModRef {
         info,
         platform: RNone,
         sensor: RSome(sensor_api()),
+        power: RNone,
     }
     .leak_into_prefix()
 }
