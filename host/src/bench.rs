@@ -3,6 +3,10 @@
 //! loop, and prints both rates and their ratio. Also `bench firmware`, `bench mqtt` and
 //! `bench memory` (a real `labctl run` as a child, its resident set sampled).
 
+use crate::units::parse_duration;
+use clap::Subcommand;
+use std::path::PathBuf;
+
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -13,10 +17,63 @@ use std::{
 use anyhow::Context as _;
 use fwcore::{gen, model::Model, quant::Quant};
 
-use crate::{
-    cli::BenchCmd,
-    store::{append_sample, ingest_samples, SampleRow, Store},
-};
+use crate::store::{append_sample, ingest_samples, SampleRow, Store};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Live metrics latency: N simulated INA219s sampled by `sense` and published to a broker;
+    /// an in-process subscriber measures the age of each batch's newest sample on arrival.
+    Mqtt {
+        /// The broker, e.g. mqtt://127.0.0.1:1883 (start one with `mosquitto -p 1883`).
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 8)]
+        sensors: usize,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+    },
+    /// Firmware inference per quantization, with the per-operator instrumentation on and
+    /// compiled out, interleaved in one run: tokens/s and the instrumentation's overhead.
+    Firmware {
+        /// Model preset.
+        #[arg(long, default_value = "stories260k")]
+        preset: String,
+        /// Tokens generated per measurement (after a 32-token prompt).
+        #[arg(long, default_value_t = 200)]
+        tokens: usize,
+        /// Interleaved rounds of (instrumented, plain) per quantization.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+    },
+    /// Host memory of a profiling run: runs `labctl run` on the lab (`--lab`) as a child process,
+    /// samples its resident set, and prints the peak against the 50 MB budget with its split into
+    /// private (anonymous) memory and file-backed code pages.
+    Memory {
+        /// Tokens generated per run.
+        #[arg(long, default_value_t = 100)]
+        tokens: u32,
+        /// Measured runs per board.
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// The budget the peak is compared with, in MB.
+        #[arg(long, default_value_t = 50.0)]
+        budget_mb: f64,
+    },
+    /// Sample ingest: the store path (batches through the writer) vs a bare DuckDB Appender loop.
+    Ingest {
+        /// Rows per measurement.
+        #[arg(long, default_value_t = 2_000_000)]
+        rows: usize,
+        /// Producer threads feeding the store path (like sensors).
+        #[arg(long, default_value_t = 3)]
+        producers: usize,
+        /// Directory for the two scratch databases (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
 
 fn synthetic(i: usize, sensor: &Arc<str>, board: &Arc<str>, session: &Arc<str>) -> SampleRow {
     let x = i as f64;
@@ -335,7 +392,7 @@ fn bench_mqtt(url: &str, sensors: usize, rate: f64, duration: Duration) -> anyho
         }
     });
     std::thread::sleep(Duration::from_millis(500));
-    let args = crate::cli::SenseArgs {
+    let args = crate::sense::SenseArgs {
         sensors: vec![],
         rate: None,
         duration: Some(duration),

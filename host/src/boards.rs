@@ -1,10 +1,13 @@
-//! `labctl boards`: each configured board with its platform plugin and profile, relay state,
+//! The state of each configured board with its platform plugin and profile, relay state,
 //! sensor health (one test read through the sensor's plugin) and USB presence (rusb, matched
 //! against the VID/PIDs its platform plugin declares).
 
 use serde::{Deserialize, Serialize};
 
-use crate::{lab::Rig, lab::Runtime, relay};
+use crate::{
+    relay,
+    rig::{Rig, Runtime},
+};
 
 #[derive(Serialize, Deserialize)]
 pub struct BoardRow {
@@ -40,19 +43,6 @@ fn usb_ids() -> Result<Vec<(u16, u16)>, String> {
         .filter_map(|d| d.device_descriptor().ok())
         .map(|d| (d.vendor_id(), d.product_id()))
         .collect())
-}
-
-/// `labctl boards`: asks `labctl serve` when it runs (it owns the bench), else looks itself.
-pub fn cmd_boards(lab_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let lab = crate::lab::load(lab_path)?;
-    let rows: Vec<BoardRow> = match crate::control::serve_pid(&lab) {
-        Some(pid) if lab.mqtt.is_some() => {
-            let v = crate::control::request(&lab, pid, serde_json::json!({"verb": "boards"}))?;
-            serde_json::from_value(v)?
-        }
-        _ => collect(&Runtime::open(lab_path)?, &Default::default()),
-    };
-    print(&rows, json)
 }
 
 /// Every board's state; boards in `busy` (board → job) are not test-read.
@@ -150,7 +140,7 @@ pub fn collect(rt: &Runtime, busy: &std::collections::HashMap<String, String>) -
     rows
 }
 
-fn print(rows: &[BoardRow], json: bool) -> anyhow::Result<()> {
+pub fn print(rows: &[BoardRow], json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(rows)?);
         return Ok(());

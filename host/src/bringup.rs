@@ -7,7 +7,7 @@ use abi_stable::std_types::RNone;
 use lab_config::Board;
 use labctl_plugin_api::{profile::Profile, BoardSessionBox, BoardSpec, PlatformApiRef};
 
-use crate::{console, lab::Runtime};
+use crate::{console, rig::Runtime};
 
 /// A board's platform interface and profile, or why it has none.
 pub fn platform_of(rt: &Runtime, b: &Board) -> Result<(PlatformApiRef, Profile), String> {

@@ -137,7 +137,7 @@ pub fn handle(
     let result = (|| -> Result<Value, String> {
         let req: Value =
             serde_json::from_slice(payload).map_err(|e| format!("not a request: {e}"))?;
-        let rt = crate::lab::Runtime::open(lab_path).map_err(|e| format!("{e:#}"))?;
+        let rt = crate::rig::Runtime::open(lab_path).map_err(|e| format!("{e:#}"))?;
         let busy = busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match req["verb"].as_str() {
             Some("boards") => {

@@ -10,16 +10,18 @@ mod clock;
 mod cmd;
 mod console;
 mod control;
-mod dry_run;
+
 mod error;
 mod lab;
 mod model;
 mod mqtt;
 mod plugins;
 mod rails;
+mod records;
 mod relay;
 mod report;
 mod results;
+mod rig;
 mod run;
 mod sample;
 mod sense;
@@ -78,14 +80,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config {
             cmd: ConfigCmd::Check { file, json },
-        } => lab::cmd_check(&file, json),
+        } => cmd::config_check::cmd(&file, json),
         Command::Power {
             board,
             action,
             off_time,
             json,
         } => cmd::power::cmd(&cli.lab, &board, action, off_time, json),
-        Command::Boards { json } => boards::cmd_boards(&cli.lab, json),
+        Command::Boards { json } => cmd::boards::cmd(&cli.lab, json),
         Command::Flash {
             board,
             model,

@@ -2,6 +2,8 @@
 //! `--model` (a file, or a preset generated once into a cache beside the database), the
 //! byte-level tokenizer, and quantization accuracy under teacher forcing.
 
+use clap::Subcommand;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -14,7 +16,61 @@ use fwcore::{
 use labctl_plugin_api::profile::Profile;
 use serde_json::json;
 
-use crate::{cli::ModelCmd, error::BadInput, error::Failed, plugins::Plugins};
+use crate::{error::BadInput, error::Failed, plugins::Plugins};
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Generate a deterministic model file from a preset.
+    Gen {
+        #[arg(long)]
+        preset: String,
+        /// q8_0, q4_0, q3, q2 or f32.
+        #[arg(long, default_value = "q8_0")]
+        quant: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Seed of the weights (recorded in the file; 0 is reserved).
+        #[arg(long, default_value_t = crate::model::DEFAULT_SEED)]
+        seed: u32,
+    },
+    /// Architecture, parameters, bytes per tensor and quantization of a model file.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Does a model fit a board profile: weights in flash, KV cache + activations + firmware in RAM.
+    Fit {
+        file: PathBuf,
+        /// Board profile, e.g. esp32s3, stm32f7, rp2040.
+        #[arg(long)]
+        profile: String,
+        /// Platform plugin serving the profile.
+        #[arg(long, default_value = "virtual")]
+        platform: String,
+        /// Context length in tokens (default: the model's full context).
+        #[arg(long)]
+        ctx: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the presets `gen` knows.
+    Presets {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Top-1 agreement and KL of every quantization of a generated model against f32.
+    Validate {
+        file: PathBuf,
+        #[arg(long, default_value = "Once upon a time, a little robot")]
+        prompt: String,
+        /// Tokens the f32 reference generates after the prompt (the teacher-forced sequence).
+        #[arg(long, default_value_t = crate::model::VALIDATE_TOKENS)]
+        tokens: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 /// Seed of generated weights unless `--seed` says otherwise (never 0: 0 means "not generated").
 pub const DEFAULT_SEED: u32 = 1;

@@ -30,8 +30,23 @@ const TOKENS_PER_MESSAGE: usize = 256;
 /// Largest message labctl sends or accepts (a 100 ms batch at 10 kHz is ~60 KiB of JSON).
 const MAX_PACKET: usize = 1 << 20;
 
+/// `<prefix>/boards/<board>/state` (retained): power, the progress phase (`booting`, `ready`,
+/// `warm-up`, `running`, `idle`, `off`), the bring-up state (`off`, `powered`, `flashed`,
+/// `booted`, `ready`, `running`) and, where the bring-up stopped early, why.
+#[derive(Debug, serde::Serialize)]
+pub struct BoardStateMsg<'a> {
+    pub board: &'a str,
+    pub power: &'a str,
+    pub phase: &'a str,
+    pub state: &'a str,
+    pub run_id: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub wall_ms: u64,
+}
+
 /// Undelivered messages and samples, per run (`None`: outside a run).
 #[derive(Debug, Default, Clone, Copy)]
+
 pub struct Undelivered {
     pub messages: u64,
     pub samples: u64,
@@ -581,19 +596,30 @@ impl Publisher {
     }
 
     /// Retained board state: power, phase, run id.
-    pub fn board_state(&self, board: &str, power: bool, phase: &str, run_id: Option<&str>) {
-        let payload = json!({
-            "board": board,
-            "power": if power { "on" } else { "off" },
-            "phase": phase,
-            "run_id": run_id,
-            "wall_ms": clock::unix_ms(),
-        });
+    /// The retained `<prefix>/boards/<board>/state` message.
+    pub fn board_state(
+        &self,
+        board: &str,
+        power: bool,
+        phase: &str,
+        state: &str,
+        run_id: Option<&str>,
+        reason: Option<&str>,
+    ) {
+        let payload = BoardStateMsg {
+            board,
+            power: if power { "on" } else { "off" },
+            phase,
+            state,
+            run_id,
+            reason,
+            wall_ms: clock::unix_ms(),
+        };
         self.send(
             format!("{}/boards/{board}/state", self.prefix),
             QoS::AtLeastOnce,
             true,
-            payload.to_string().into_bytes(),
+            serde_json::to_vec(&payload).unwrap_or_default(),
             None,
             0,
         );

@@ -137,6 +137,17 @@ fn value_string(v: ValueRef<'_>) -> Option<String> {
         Value::Boolean(b) => Some(b.to_string()),
         Value::Float(f) => Some(f.to_string()),
         Value::Double(f) => Some(f.to_string()),
+        Value::Timestamp(unit, v) => {
+            use duckdb::types::TimeUnit;
+            let us = match unit {
+                TimeUnit::Second => v.saturating_mul(1_000_000),
+                TimeUnit::Millisecond => v.saturating_mul(1_000),
+                TimeUnit::Microsecond => v,
+                TimeUnit::Nanosecond => v / 1_000,
+            };
+            Some(iso_timestamp(us))
+        }
+        Value::Date32(days) => Some(civil_date(i64::from(days))),
         other => {
             let s = format!("{other:?}");
             // Debug of numeric variants is `Variant(n)`: keep just the value.
@@ -147,6 +158,34 @@ fn value_string(v: ValueRef<'_>) -> Option<String> {
             )
         }
     }
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC, as DuckDB prints a TIMESTAMP) of microseconds since the epoch.
+fn iso_timestamp(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    format!(
+        "{} {:02}:{:02}:{:02}.{frac:06}",
+        civil_date(days),
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
 }
 
 fn json_value(v: ValueRef<'_>) -> serde_json::Value {
@@ -520,6 +559,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn timestamps_print_as_duckdb_does() {
+        assert_eq!(iso_timestamp(0), "1970-01-01 00:00:00.000000");
+        assert_eq!(
+            iso_timestamp(1_796_143_760_339_442),
+            "2026-12-01 16:49:20.339442"
+        );
+        assert_eq!(civil_date(-1), "1969-12-31");
+        assert_eq!(civil_date(19_782), "2024-02-29");
+    }
+
+    #[test]
     fn only_single_reading_statements_pass() {
         for ok in [
             "SELECT 1",
@@ -631,7 +681,7 @@ pub fn cmd_recommend(
         })?
         .collect::<Result<_, _>>()?;
     // Memory margins against the lab's board profiles, when a lab is at hand.
-    if let Ok(rt) = crate::lab::Runtime::open(lab_path) {
+    if let Ok(rt) = crate::rig::Runtime::open(lab_path) {
         for c in &mut cands {
             let prof = rt
                 .lab

@@ -3,6 +3,9 @@
 //! terminal, plain or JSON lines otherwise). Ctrl-C or SIGTERM stops the samplers; everything
 //! measured is flushed before exit.
 
+use crate::units::parse_duration;
+use clap::Args;
+
 use std::{
     io::{IsTerminal, Write},
     sync::{atomic::Ordering, mpsc, Arc},
@@ -10,15 +13,30 @@ use std::{
 };
 
 use crate::{
-    cli::SenseArgs,
     clock,
     error::{BadInput, Failed},
-    lab::{Rig, Runtime},
     plugins::Catalog,
+    rig::{Rig, Runtime},
     sample::{sample_loop, stamp_from, Meta, Report},
     shutdown::stop_flag,
     store::{ingest_samples, tee, SampleRow, Store, LIVE_TICK},
 };
+
+#[derive(Args, Debug)]
+pub struct SenseArgs {
+    /// Only these sensors (repeatable); default all.
+    #[arg(long = "sensor")]
+    pub sensors: Vec<String>,
+    /// Sample rate for every sensor, overriding the lab file's rate_hz.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop after this long (e.g. 5s, 2m); default: until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Print one JSON object per sensor per second instead of the live view.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Per-sensor figures for the live view.
 struct Live {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    cli::RunArgs, control, error::BadInput, error::Failed, lab, mqtt::Publisher, run,
+    control, error::BadInput, error::Failed, lab, mqtt::Publisher, run, run::RunArgs,
     shutdown::stop_flag,
 };
 
@@ -52,7 +52,7 @@ fn parse_job(payload: &[u8]) -> Result<RunArgs, String> {
     let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8 text".to_string())?;
     let job: Job = serde_json::from_str(text).map_err(|e| format!("not a valid job: {e}"))?;
     let defaults = <RunArgs as clap::FromArgMatches>::from_arg_matches(
-        &<crate::cli::RunArgs as clap::Args>::augment_args(clap::Command::new("job"))
+        &<crate::run::RunArgs as clap::Args>::augment_args(clap::Command::new("job"))
             .get_matches_from(["job"]),
     )
     .map_err(|e| e.to_string())?;

@@ -7,14 +7,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        mpsc::{self, Receiver},
-        Arc,
-    },
+    sync::mpsc::{self, Receiver},
     time::{Duration, Instant},
 };
 
 use duckdb::{params, Connection};
+
+pub use crate::records::{RunRec, SampleRow, TokenRow};
 use serde::{Deserialize, Serialize};
 
 /// The schema this labctl writes. Files at a lower version are migrated on open; files at a
@@ -242,6 +241,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN reason_code VARCHAR;
     ALTER TABLE runs ADD COLUMN model_sha256 VARCHAR;
     ALTER TABLE runs ADD COLUMN board_model_crc32 VARCHAR;
+    CREATE TABLE board_events (
+        recorded_at TIMESTAMP NOT NULL,
+        batch_id VARCHAR,
+        board VARCHAR NOT NULL,
+        state VARCHAR NOT NULL,
+        run_id VARCHAR,
+        reason VARCHAR,
+        reason_code VARCHAR
+    );
     "#,
 ];
 
@@ -419,24 +427,6 @@ impl Drop for Store {
     }
 }
 
-/// One power sample as stored in `power_samples`.
-#[derive(Debug, Clone)]
-pub struct SampleRow {
-    pub run_id: Option<Arc<str>>,
-    pub session_id: Option<Arc<str>>,
-    pub sensor: Arc<str>,
-    pub board: Option<Arc<str>>,
-    pub t_us: i64,
-    pub bus_mv: f64,
-    pub shunt_uv: f64,
-    pub current_ma: f64,
-    pub power_mw: f64,
-    pub simulated: bool,
-    /// When it was taken on the host clock (CLOCK_MONOTONIC ns); not stored, used to give live
-    /// consumers the sample's wall-clock time.
-    pub host_ns: u64,
-}
-
 /// Appends one sample to a `power_samples` appender (column order of the table).
 pub fn append_sample(app: &mut duckdb::Appender<'_>, s: &SampleRow) -> duckdb::Result<()> {
     app.append_row(params![
@@ -453,28 +443,86 @@ pub fn append_sample(app: &mut duckdb::Appender<'_>, s: &SampleRow) -> duckdb::R
     ])
 }
 
-/// One token event as stored in `tokens`.
-#[derive(Debug, Clone)]
-pub struct TokenRow {
-    pub run_id: Arc<str>,
-    pub idx: i32,
-    pub phase: &'static str,
-    pub t_us: i64,
-    pub cycles: Option<i64>,
-    pub token_id: i32,
-    pub board_us: i64,
-    pub host_rx_us: i64,
-}
-
-/// A statement run on the writer's connection (run rows, memory, operator breakdown).
-pub type Exec = Box<dyn FnOnce(&Connection) -> duckdb::Result<()> + Send>;
-
 /// What producers send the single writer.
 pub enum Rec {
     Samples(Vec<SampleRow>),
     Tokens(Vec<TokenRow>),
-    /// Runs after everything sent before it is flushed, so it can refer to it.
-    Exec(Exec),
+    /// A fact of a run or a board; written after everything sent before it is flushed, so it
+    /// can refer to it.
+    Run(Box<RunRec>),
+}
+
+/// Writes one run record as rows: the only place run SQL lives.
+pub fn write_run(c: &Connection, r: &RunRec) -> duckdb::Result<()> {
+    match r {
+        RunRec::Start(v) => c
+            .execute(
+                "INSERT INTO runs (run_id, started_at, board, platform, profile, model, quant, prompt_tokens, gen_tokens, status, simulated, labctl_version, plugin_version, batch_id, repeat_idx, prompt, timing_source, clock_hz, model_sha256) \
+                 VALUES (?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![&*v.run_id, v.board, v.platform, v.profile, v.model, v.quant, v.prompt_tokens, v.gen_tokens,
+                        v.simulated, env!("CARGO_PKG_VERSION"), v.plugin_version, v.batch_id, v.repeat_idx, v.prompt,
+                        v.timing_source, v.clock_hz, v.model_sha256],
+            )
+            .map(|_| ()),
+        RunRec::Firmware {
+            run_id,
+            firmware_version,
+            board_model_crc32,
+        } => c
+            .execute(
+                "UPDATE runs SET firmware_version = ?, board_model_crc32 = ? WHERE run_id = ?",
+                params![firmware_version, board_model_crc32, &**run_id],
+            )
+            .map(|_| ()),
+        RunRec::End(e) => c
+            .execute(
+                "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, reason_code = ?, \
+                 gen_tokens = coalesce(?, gen_tokens), align_offset_us = ?, align_err_us = ?, \
+                 garbage_bytes = ?, bad_frames = ? WHERE run_id = ?",
+                params![e.status, e.error, e.reason_code, e.gen_tokens, e.align_offset_us, e.align_err_us,
+                        e.garbage_bytes, e.bad_frames, &*e.run_id],
+            )
+            .map(|_| ()),
+        RunRec::Ops { run_id, ops } => {
+            for (op, cyc) in ops {
+                c.execute(
+                    "INSERT INTO run_ops VALUES (?, ?, ?, NULL)",
+                    params![&**run_id, op, cyc],
+                )?;
+            }
+            Ok(())
+        }
+        RunRec::Memory {
+            run_id,
+            static_ram,
+            heap_peak,
+            stack_peak,
+            model,
+            flash,
+        } => c
+            .execute(
+                "INSERT INTO run_memory VALUES (?, ?, ?, ?, ?, ?)",
+                params![&**run_id, static_ram, heap_peak, stack_peak, model, flash],
+            )
+            .map(|_| ()),
+        RunRec::RailTruth {
+            run_id,
+            board,
+            points,
+        } => {
+            let mut app = c.appender("rail_truth")?;
+            for (t, mv, ma) in points {
+                app.append_row(params![&**run_id, board, t, mv, ma])?;
+            }
+            app.flush()
+        }
+        RunRec::BoardEvent(e) => c
+            .execute(
+                "INSERT INTO board_events VALUES (make_timestamp(?), ?, ?, ?, ?, ?, ?)",
+                params![e.at_unix_us, e.batch_id, e.board, e.state.name(), e.run_id.as_deref(), e.reason, e.reason_code],
+            )
+            .map(|_| ()),
+    }
 }
 
 impl From<Vec<SampleRow>> for Rec {
@@ -534,13 +582,13 @@ pub fn ingest<M: Into<Rec>>(
                         }
                         done.tokens += batch.len() as u64;
                     }
-                    Rec::Exec(_) => {
+                    Rec::Run(_) => {
                         samples.flush().map_err(&err)?;
                         tokens.flush().map_err(&err)?;
                     }
                 }
-                if let Rec::Exec(f) = rec {
-                    if let Err(e) = f(&store.conn) {
+                if let Rec::Run(r) = &rec {
+                    if let Err(e) = write_run(&store.conn, r) {
                         tracing::error!(error = %e, "storing a run record failed");
                         done.exec_errors.push(e.to_string());
                     }

@@ -14,7 +14,7 @@ use std::{
 
 use labctl_plugin_api::profile::ConsoleKind;
 
-use crate::{bringup, console, error::Failed, lab::Runtime, model, relay};
+use crate::{bringup, console, error::Failed, model, relay, rig::Runtime};
 
 /// Ctrl-]: the escape picocom and telnet use.
 const QUIT: u8 = 0x1d;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::{bringup, error::BadInput, error::Failed, lab::Runtime, model, relay};
+use crate::{bringup, error::BadInput, error::Failed, model, relay, rig::Runtime};
 
 pub fn cmd(
     lab_path: &Path,

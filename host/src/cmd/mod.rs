@@ -1,5 +1,8 @@
-//! Verbs for a bench, one file each: `flash`, `reset`, `console` and `power`.
+//! Verbs, one file each, where a verb is more than a call into a job: `boards`, `config check`, `flash`,
+//! `reset`, `console` and `power`.
 
+pub mod boards;
+pub mod config_check;
 pub mod console;
 pub mod flash;
 pub mod power;

@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 
 use lab_config::Reset;
 
-use crate::{bringup, console, error::Failed, lab::Runtime, relay};
+use crate::{bringup, console, error::Failed, relay, rig::Runtime};
 
 /// How long a power-cycle reset keeps the supply off.
 const OFF: Duration = Duration::from_millis(500);

@@ -10,7 +10,7 @@ use lab_config::{Board, ConsolePort, Reset};
 use labctl_plugin_api::{profile::ConsoleKind, BoardSpec};
 use serde::Serialize;
 
-use crate::{cli::RunArgs, console, error::BadInput, lab::Runtime, model};
+use crate::{console, error::BadInput, model, rig::Runtime, run::RunArgs};
 
 /// One line of the plan.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -1,0 +1,149 @@
+//! The plain records producers emit and sinks consume: power samples, token events, and the
+//! facts of a run and a board's bring-up. Producers (boards, samplers) know nothing of where they
+//! go; the store turns them into rows and the publisher into messages.
+
+use std::sync::Arc;
+
+/// One power sample as stored in `power_samples`.
+#[derive(Debug, Clone)]
+pub struct SampleRow {
+    pub run_id: Option<Arc<str>>,
+    pub session_id: Option<Arc<str>>,
+    pub sensor: Arc<str>,
+    pub board: Option<Arc<str>>,
+    pub t_us: i64,
+    pub bus_mv: f64,
+    pub shunt_uv: f64,
+    pub current_ma: f64,
+    pub power_mw: f64,
+    pub simulated: bool,
+    /// When it was taken on the host clock (CLOCK_MONOTONIC ns); not stored, used to give live
+    /// consumers the sample's wall-clock time.
+    pub host_ns: u64,
+}
+
+/// One token event as stored in `tokens`.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub run_id: Arc<str>,
+    pub idx: i32,
+    pub phase: &'static str,
+    pub t_us: i64,
+    pub cycles: Option<i64>,
+    pub token_id: i32,
+    pub board_us: i64,
+    pub host_rx_us: i64,
+}
+
+/// One fact about a run or a board, in the order it happened. The store writes each as rows.
+#[derive(Debug, Clone)]
+pub enum RunRec {
+    /// A run begins (status `running`).
+    Start(RunStart),
+    /// The firmware the board reported and the CRC-32 of the model it holds.
+    Firmware {
+        run_id: Arc<str>,
+        firmware_version: String,
+        board_model_crc32: Option<String>,
+    },
+    /// A run ends: its status, reason and what was measured about it.
+    End(RunEnd),
+    /// Cycles per operator class over the run.
+    Ops {
+        run_id: Arc<str>,
+        ops: Vec<(String, i64)>,
+    },
+    /// Memory the firmware reported (bytes).
+    Memory {
+        run_id: Arc<str>,
+        static_ram: i64,
+        heap_peak: i64,
+        stack_peak: i64,
+        model: i64,
+        flash: i64,
+    },
+    /// A simulated rail's ground truth over the run: (t_us from the run's t = 0, mV, mA).
+    RailTruth {
+        run_id: Arc<str>,
+        board: String,
+        points: Vec<(f64, f64, f64)>,
+    },
+    /// A board's bring-up moved to `state` (docs/database.md, `board_events`).
+    BoardEvent(BoardEvent),
+}
+
+/// The row a run starts with.
+#[derive(Debug, Clone, Default)]
+pub struct RunStart {
+    pub run_id: Arc<str>,
+    pub board: String,
+    pub platform: String,
+    pub profile: String,
+    pub model: String,
+    pub quant: String,
+    pub prompt_tokens: i32,
+    pub gen_tokens: i32,
+    pub simulated: bool,
+    pub plugin_version: String,
+    pub batch_id: String,
+    pub repeat_idx: i32,
+    pub prompt: String,
+    pub timing_source: String,
+    pub clock_hz: i64,
+    pub model_sha256: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub run_id: Arc<str>,
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub reason_code: Option<&'static str>,
+    /// Generated tokens received (None: leave as started).
+    pub gen_tokens: Option<i32>,
+    pub align_offset_us: Option<f64>,
+    pub align_err_us: Option<f64>,
+    pub garbage_bytes: Option<i64>,
+    pub bad_frames: Option<i64>,
+}
+
+/// A board's bring-up state machine: off → powered → flashed → booted → ready → running → off,
+/// each transition with why it stopped where it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoardState {
+    Off,
+    Powered,
+    Flashed,
+    Booted,
+    Ready,
+    Running,
+}
+
+impl BoardState {
+    pub fn name(self) -> &'static str {
+        match self {
+            BoardState::Off => "off",
+            BoardState::Powered => "powered",
+            BoardState::Flashed => "flashed",
+            BoardState::Booted => "booted",
+            BoardState::Ready => "ready",
+            BoardState::Running => "running",
+        }
+    }
+}
+
+/// One transition of a board's bring-up.
+#[derive(Debug, Clone)]
+pub struct BoardEvent {
+    /// When it happened: wall clock, microseconds since the Unix epoch.
+    pub at_unix_us: i64,
+    pub batch_id: String,
+    pub board: String,
+    pub state: BoardState,
+    /// The run in progress, if any.
+    pub run_id: Option<Arc<str>>,
+    /// Why the board went (back) to this state when it was not the plan: the fault's words.
+    pub reason: Option<String>,
+    pub reason_code: Option<&'static str>,
+}

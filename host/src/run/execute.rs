@@ -1,0 +1,280 @@
+//! Running a planned job: every board on its own thread, one writer, the publisher fed from the
+//! same records; quantization accuracy when asked.
+
+use std::{
+    io::IsTerminal,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use duckdb::params;
+
+use crate::{
+    clock,
+    model::{self},
+    mqtt::Publisher,
+    records::{BoardState, RunEnd, RunRec, RunStart},
+    rig::Rig,
+    sample::Meta,
+    store::{ingest, tee, Rec, Store, LIVE_TICK},
+};
+
+use super::*;
+
+/// Runs a planned job: every board in parallel, one writer, MQTT when given. Stops early (runs
+/// `aborted`) when `stop` is raised.
+pub fn execute(
+    plan: Plan,
+    stop: &AtomicBool,
+    mqtt: Option<&Arc<Publisher>>,
+) -> anyhow::Result<JobOutcome> {
+    let Plan {
+        rt,
+        boards,
+        plans,
+        args,
+    } = plan;
+    let mqtt = mqtt.cloned();
+    let firmware = find_firmware();
+    let store = Store::open(&rt.lab.storage_path, "run")?;
+    let batch = format!("run-{}", clock::unix_ms());
+    let mut rig = Rig::new(&rt);
+    let progress = Progress {
+        lines: Mutex::new(
+            boards
+                .iter()
+                .map(|b| Line {
+                    board: b.name.clone(),
+                    state: "waiting".into(),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        tty: std::io::stderr().is_terminal(),
+        drawn: Mutex::new((false, Instant::now())),
+    };
+    eprintln!(
+        "profiling {} model(s) on {} board(s) into {} (batch {batch}){}",
+        plans.len(),
+        boards.len(),
+        rt.lab.storage_path.display(),
+        if progress.tty { ", Ctrl-C to stop" } else { "" }
+    );
+    let (tx, rx) = mpsc::channel::<Rec>();
+    let mut jobs = vec![];
+    let mut early: Vec<Arc<str>> = vec![];
+    for b in &boards {
+        let fault = rt.board_faults.get(&b.name).cloned();
+        let api = rt.plugins.platform(&b.platform);
+        let profile = rt.plugins.profile(&b.platform, &b.profile).cloned();
+        let (Some(api), Some(profile), None) = (api, profile, fault.clone()) else {
+            let why = fault.unwrap_or_else(|| {
+                format!("platform {:?} has no profile {:?}", b.platform, b.profile)
+            });
+            progress.note(&format!("{}: faulted: {why}", b.name));
+            for (i, m) in plans.iter().enumerate() {
+                let id: Arc<str> = format!("{batch}-{}-m{i}-r0", b.name).into();
+                let _ = tx.send(Rec::Run(Box::new(RunRec::Start(RunStart {
+                    run_id: id.clone(),
+                    board: b.name.clone(),
+                    platform: b.platform.clone(),
+                    profile: b.profile.clone(),
+                    model: m.file.name(),
+                    quant: m.file.cfg.quant.name().to_string(),
+                    batch_id: batch.clone(),
+                    model_sha256: m.sha256.clone(),
+                    ..Default::default()
+                }))));
+                let _ = tx.send(Rec::Run(Box::new(RunRec::End(RunEnd {
+                    run_id: id.clone(),
+                    status: "error",
+                    error: Some(why.clone()),
+                    reason_code: Some("plugin"),
+                    ..Default::default()
+                }))));
+                early.push(id);
+            }
+            continue;
+        };
+        let mut sensor = None;
+        let mut rail = None;
+        if let Some(sname) = &b.sensor {
+            let s = rt
+                .lab
+                .sensor(sname)
+                .cloned()
+                .context("sensor checked by config")?;
+            match rig.open_sensor(&rt, &s, s.rate_hz) {
+                Ok(dev) => {
+                    rail = rig.rails.get(&s.name).cloned();
+                    sensor = Some((
+                        dev,
+                        Meta {
+                            name: s.name.as_str().into(),
+                            board: Some(b.name.as_str().into()),
+                            simulated: rt.sensor_is_simulated(&s),
+                            rate_hz: s.rate_hz,
+                        },
+                    ));
+                }
+                Err(why) => progress.note(&format!(
+                    "{}: sensor {sname} unusable, running without power data: {why}",
+                    b.name
+                )),
+            }
+        }
+        let plugin_version = rt
+            .plugins
+            .platform(&b.platform)
+            .map(|p| p.version.clone())
+            .unwrap_or_default();
+        jobs.push((
+            b.clone(),
+            profile,
+            api.platform.expect("platform plugin"),
+            plugin_version,
+            sensor,
+            rail,
+        ));
+    }
+    let ids = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|(board, profile, platform, plugin_version, sensor, rail)| {
+                let job = BoardJob {
+                    board,
+                    profile,
+                    platform,
+                    plugin_version,
+                    sensor,
+                    rail,
+                    models: &plans,
+                    args: &args,
+                    batch: &batch,
+                    firmware: &firmware,
+                    stop,
+                    progress: &progress,
+                    lab: &rt.lab,
+                    plugins: &rt.plugins,
+                    tx: tx.clone(),
+                    mqtt: mqtt.clone(),
+                    bstate: std::cell::Cell::new(BoardState::Off),
+                    last_fault: std::cell::RefCell::new(None),
+                };
+                std::thread::Builder::new()
+                    .name(format!("board-{}", job.board.name))
+                    .spawn_scoped(scope, move || job.run())
+                    .expect("spawn board thread")
+            })
+            .collect();
+        drop(tx);
+        // The publisher gets every record the writer gets, as it arrives (not after DuckDB has
+        // committed it, which now and then takes tens of milliseconds).
+        let rx = match &mqtt {
+            Some(m) => tee(
+                scope,
+                rx,
+                LIVE_TICK,
+                move |r| match r {
+                    Some(Rec::Samples(b)) => m.samples(b),
+                    Some(Rec::Tokens(t)) => m.tokens(t),
+                    _ => m.samples(&[]),
+                },
+                move || m.flush(),
+            ),
+            None => rx,
+        };
+        let stored = ingest(&store, &rx, Duration::from_millis(200), |_| {
+            progress.draw(false)
+        });
+        if stored.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let mut ids = early.clone();
+        for h in handles {
+            ids.extend(h.join().unwrap_or_default());
+        }
+        stored.map(|s| (ids, s))
+    });
+    progress.draw(true);
+    let (ids, stored) = ids?;
+    for e in &stored.exec_errors {
+        eprintln!("warning: a run record could not be stored: {e}");
+    }
+    if args.validate && !stop.load(Ordering::Relaxed) {
+        validate_into(&store, &plans, &batch, args.json)?;
+    }
+    if let Some(m) = &mqtt {
+        m.flush();
+        for (run, u) in m.take_undelivered_runs() {
+            store.conn.execute(
+                "UPDATE runs SET mqtt_undelivered_msgs = ?, mqtt_undelivered_samples = ? WHERE run_id = ?",
+                params![u.messages as i64, u.samples as i64, &*run],
+            )?;
+        }
+    }
+    let rows = summary(&store, &ids)?;
+    drop(store);
+    if let Some(m) = &mqtt {
+        for r in &rows {
+            m.summary(&r.run_id, &serde_json::to_value(r)?);
+        }
+    }
+    Ok(JobOutcome {
+        rows,
+        interrupted: stop.load(Ordering::Relaxed),
+        storage: rt.lab.storage_path.clone(),
+    })
+}
+
+/// Quantization accuracy of every quantization of the run's (generated) models vs f32.
+fn validate_into(
+    store: &Store,
+    plans: &[Arc<ModelPlan>],
+    batch: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for p in plans {
+        let cfg = p.file.cfg;
+        if p.file.seed == 0 {
+            eprintln!(
+                "{}: not generated by labctl, no f32 reference: skipped --validate",
+                p.file.path.display()
+            );
+            continue;
+        }
+        if !seen.insert((cfg.dim, cfg.n_layers, cfg.vocab_size, p.file.seed)) {
+            continue;
+        }
+        let gen = model::VALIDATE_TOKENS
+            .min(cfg.seq_len as usize - p.prompt_ids.len().min(cfg.seq_len as usize));
+        eprintln!(
+            "validating quantizations of {} (teacher forcing)…",
+            p.file.name()
+        );
+        let rows = model::validate(&cfg, p.file.seed, &p.prompt_ids, gen);
+        for (q, a) in &rows {
+            store.conn.execute(
+                "INSERT INTO quant_accuracy VALUES (current_timestamp, ?, ?, ?, 'f32', ?, ?, ?, ?)",
+                params![
+                    batch,
+                    p.file.name(),
+                    q.name(),
+                    p.prompt_ids.len() as i32,
+                    a.positions as i32,
+                    a.top1,
+                    a.mean_kl
+                ],
+            )?;
+        }
+        if !json {
+            model::print_validation(&rows, false)?;
+        }
+    }
+    Ok(())
+}
