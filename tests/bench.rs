@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use labctl_integration_tests::{golden, labctl, repo, run_ok, text, virtual_lab};
+use labctl_integration_tests::{golden, labctl, open_ro, repo, run_ok, text, virtual_lab};
 use serde_json::Value;
 
 #[test]
@@ -156,4 +156,29 @@ fn a_failing_power_driver_faults_only_its_board() {
             assert_eq!(r["status"], "ok", "{r}");
         }
     }
+    // The bring-up of each board, as stored: the full sequence where it worked, `off` with the
+    // reason where the power driver failed.
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    let states = |board: &str| -> Vec<(String, Option<String>, Option<String>)> {
+        c.prepare("SELECT state, reason, reason_code FROM board_events WHERE board = ? ORDER BY recorded_at")
+            .unwrap()
+            .query_map([board], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let ok: Vec<String> = states("nucleo-f746").into_iter().map(|s| s.0).collect();
+    assert_eq!(
+        ok,
+        ["powered", "flashed", "booted", "ready", "running", "ready", "off"],
+        "{ok:?}"
+    );
+    let pico = states("pico");
+    assert_eq!(pico.len(), 1, "{pico:?}");
+    assert_eq!(pico[0].0, "off");
+    assert_eq!(pico[0].2.as_deref(), Some("power"));
+    assert!(
+        pico[0].1.as_deref().unwrap().contains("`false` exited"),
+        "{pico:?}"
+    );
 }

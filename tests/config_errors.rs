@@ -85,6 +85,14 @@ fn cases() -> Vec<(&'static str, String, &'static str, usize)> {
         ("negative shunt", r("shunt_ohms = 0.1\nmax_current_a = 0.4\nadc_bits = 11\nrate_hz = 1000\n\n[[sensors]]", "shunt_ohms = -0.1\nmax_current_a = 0.4\nadc_bits = 11\nrate_hz = 1000\n\n[[sensors]]"), "sensors[0].shunt_ohms", 21),
         ("password without username", format!("{BASE}\n[mqtt]\nmode = \"external\"\nurl = \"mqtt://broker:1883\"\npassword_env = \"MQTT_PW\"\n"), "mqtt.username", 53),
         ("unknown platform", r("platform = \"virtual\"\nprofile = \"rp2040\"", "platform = \"virtuel\"\nprofile = \"rp2040\""), "boards[1].platform", 45),
+        ("another driver's key", r("driver = \"simulated\"", "driver = \"usb-port\"\nhub = \"1-1.2\"\nport = 3\nvid = 0x16c0"), "relays[0].vid", 13),
+        ("not a hub location", r("driver = \"simulated\"", "driver = \"usb-port\"\nhub = \"hub one\"\nport = 3"), "relays[0].hub", 11),
+        ("command relay without off", r("driver = \"simulated\"", "driver = \"command\"\non = [\"plug\", \"on\"]"), "relays[0].off", 9),
+        ("real board without a console", r("platform = \"virtual\"\nprofile = \"esp32s3\"", "platform = \"serial\"\nprofile = \"generic\""), "boards[0]", 37),
+        ("usb_id without usb_serial", r("sensor = \"s1\"", "sensor = \"s1\"\nusb_id = \"2e8a:000a\""), "boards[0].usb_id", 42),
+        ("usb_id not VID:PID", r("sensor = \"s1\"", "sensor = \"s1\"\nusb_serial = \"X1\"\nusb_id = \"2e8a\""), "boards[0].usb_id", 43),
+        ("power-cycle reset without a relay", r("relay = \"r1\"\nsensor = \"s1\"", "sensor = \"s1\"\nreset = \"power-cycle\""), "boards[0].reset", 41),
+        ("baud without a console", r("sensor = \"s1\"", "sensor = \"s1\"\nbaud = 9600"), "boards[0].baud", 42),
     ]
 }
 

@@ -336,6 +336,12 @@ fn a_run_publishes_everything_to_mosquitto_and_samples_match_duckdb() {
             "{b}: {states:?}"
         );
         assert_eq!(states.last().unwrap()["power"], "off");
+        // The bring-up state machine rides along: every transition, in order.
+        let mut seen: Vec<&str> = states.iter().filter_map(|s| s["state"].as_str()).collect();
+        seen.dedup();
+        assert_eq!(seen.first(), Some(&"powered"), "{b}: {seen:?}");
+        assert_eq!(seen.last(), Some(&"off"), "{b}: {seen:?}");
+        assert!(seen.contains(&"running"), "{b}: {seen:?}");
     }
     assert_eq!(has("/summary"), 6);
     assert_eq!(has("/tokens"), 6);

@@ -14,24 +14,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use duckdb::{AccessMode, Config, Connection};
-use labctl_integration_tests::{bin_dir, labctl, run_ok, text};
+use labctl_integration_tests::{bin_dir, have, labctl, open_ro, run_ok, text};
 use serde_json::Value;
 
 fn have_socat() -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v socat"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !found {
-        let why = "socat is not installed (apt-get install socat)";
-        if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-            panic!("{why}, and LAB_REQUIRE_EXTERNAL=1");
-        }
-        eprintln!("skipping: {why}");
-    }
-    found
+    have(
+        "command -v socat",
+        "socat is not installed (apt-get install socat)",
+    )
 }
 
 /// Waits until `f` holds, up to `secs` seconds.
@@ -150,14 +140,6 @@ fn run_json(lab: &Path, extra: &[&str]) -> (Option<i32>, Value, String) {
     let (out, err) = text(&o);
     let v = serde_json::from_str(&out).unwrap_or(Value::Null);
     (o.status.code(), v, err)
-}
-
-fn open_ro(db: &Path) -> Connection {
-    Connection::open_with_flags(
-        db,
-        Config::default().access_mode(AccessMode::ReadOnly).unwrap(),
-    )
-    .unwrap()
 }
 
 #[test]

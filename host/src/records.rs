@@ -35,9 +35,10 @@ pub struct TokenRow {
     pub host_rx_us: i64,
 }
 
-/// One fact about a run or a board, in the order it happened. The store writes each as rows.
+/// One fact about a run, a board or a sensing session, in the order it happened. The store
+/// writes each as rows.
 #[derive(Debug, Clone)]
-pub enum RunRec {
+pub enum Record {
     /// A run begins (status `running`).
     Start(RunStart),
     /// The firmware the board reported and the CRC-32 of the model it holds.
@@ -70,6 +71,37 @@ pub enum RunRec {
     },
     /// A board's bring-up moved to `state` (docs/database.md, `board_events`).
     BoardEvent(BoardEvent),
+    /// Live messages of a run that never reached the broker.
+    Undelivered {
+        run_id: Arc<str>,
+        messages: i64,
+        samples: i64,
+    },
+    /// Quantization accuracy of one quantization against the f32 reference.
+    QuantAccuracy {
+        batch_id: String,
+        model: String,
+        quant: String,
+        prompt_tokens: i32,
+        positions: i32,
+        top1: f64,
+        mean_kl: f64,
+    },
+    /// A `labctl sense` session begins.
+    SenseStart {
+        session_id: Arc<str>,
+        sensors: String,
+        rate_hz: Option<f64>,
+        simulated: bool,
+    },
+    /// A `labctl sense` session ends.
+    SenseEnd {
+        session_id: Arc<str>,
+        samples: i64,
+        missed: i64,
+        status: &'static str,
+        error: Option<String>,
+    },
 }
 
 /// The row a run starts with.

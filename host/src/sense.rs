@@ -16,6 +16,7 @@ use crate::{
     clock,
     error::{BadInput, Failed},
     plugins::Catalog,
+    records::Record,
     rig::{Rig, Runtime},
     sample::{sample_loop, stamp_from, Meta, Report},
     shutdown::stop_flag,
@@ -210,10 +211,12 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
     let session: Arc<str> = format!("sense-{}", clock::unix_ms()).into();
     let names: Vec<&str> = opened.iter().map(|(_, m)| &*m.name).collect();
     let all_sim = opened.iter().all(|(_, m)| m.simulated);
-    store.conn.execute(
-        "INSERT INTO sense_sessions VALUES (?, current_timestamp, NULL, ?, ?, 0, 0, 'running', NULL, ?)",
-        duckdb::params![&*session, names.join(","), args.rate, all_sim],
-    )?;
+    store.write(&Record::SenseStart {
+        session_id: session.clone(),
+        sensors: names.join(","),
+        rate_hz: args.rate,
+        simulated: all_sim,
+    })?;
     let tty = std::io::stdout().is_terminal();
     eprintln!(
         "sensing {} sensor(s) into {} (session {session}){}",
@@ -308,10 +311,13 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
     } else {
         "failed"
     };
-    store.conn.execute(
-        "UPDATE sense_sessions SET finished_at = current_timestamp, samples = ?, missed = ?, status = ?, error = ? WHERE session_id = ?",
-        duckdb::params![stored as i64, missed as i64, status, (!failures.is_empty()).then(|| failures.join("; ")), &*session],
-    )?;
+    store.write(&Record::SenseEnd {
+        session_id: session.clone(),
+        samples: stored as i64,
+        missed: missed as i64,
+        status,
+        error: (!failures.is_empty()).then(|| failures.join("; ")),
+    })?;
     drop(store);
     if let Some(m) = &mqtt {
         m.close();

@@ -13,7 +13,7 @@ use std::{
 
 use duckdb::{params, Connection};
 
-pub use crate::records::{RunRec, SampleRow, TokenRow};
+pub use crate::records::{Record, SampleRow, TokenRow};
 use serde::{Deserialize, Serialize};
 
 /// The schema this labctl writes. Files at a lower version are migrated on open; files at a
@@ -352,6 +352,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Writes one record at once (outside the ingest stream: before or after it).
+    pub fn write(&self, r: &Record) -> Result<(), StoreError> {
+        write_record(&self.conn, r).map_err(self.db_err())
+    }
+
     fn db_err(&self) -> impl Fn(duckdb::Error) -> StoreError + '_ {
         |source| StoreError::Db {
             path: self.path.clone(),
@@ -449,13 +454,13 @@ pub enum Rec {
     Tokens(Vec<TokenRow>),
     /// A fact of a run or a board; written after everything sent before it is flushed, so it
     /// can refer to it.
-    Run(Box<RunRec>),
+    Run(Box<Record>),
 }
 
 /// Writes one run record as rows: the only place run SQL lives.
-pub fn write_run(c: &Connection, r: &RunRec) -> duckdb::Result<()> {
+pub fn write_record(c: &Connection, r: &Record) -> duckdb::Result<()> {
     match r {
-        RunRec::Start(v) => c
+        Record::Start(v) => c
             .execute(
                 "INSERT INTO runs (run_id, started_at, board, platform, profile, model, quant, prompt_tokens, gen_tokens, status, simulated, labctl_version, plugin_version, batch_id, repeat_idx, prompt, timing_source, clock_hz, model_sha256) \
                  VALUES (?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -464,7 +469,7 @@ pub fn write_run(c: &Connection, r: &RunRec) -> duckdb::Result<()> {
                         v.timing_source, v.clock_hz, v.model_sha256],
             )
             .map(|_| ()),
-        RunRec::Firmware {
+        Record::Firmware {
             run_id,
             firmware_version,
             board_model_crc32,
@@ -474,7 +479,7 @@ pub fn write_run(c: &Connection, r: &RunRec) -> duckdb::Result<()> {
                 params![firmware_version, board_model_crc32, &**run_id],
             )
             .map(|_| ()),
-        RunRec::End(e) => c
+        Record::End(e) => c
             .execute(
                 "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, reason_code = ?, \
                  gen_tokens = coalesce(?, gen_tokens), align_offset_us = ?, align_err_us = ?, \
@@ -483,7 +488,7 @@ pub fn write_run(c: &Connection, r: &RunRec) -> duckdb::Result<()> {
                         e.garbage_bytes, e.bad_frames, &*e.run_id],
             )
             .map(|_| ()),
-        RunRec::Ops { run_id, ops } => {
+        Record::Ops { run_id, ops } => {
             for (op, cyc) in ops {
                 c.execute(
                     "INSERT INTO run_ops VALUES (?, ?, ?, NULL)",
@@ -492,7 +497,7 @@ pub fn write_run(c: &Connection, r: &RunRec) -> duckdb::Result<()> {
             }
             Ok(())
         }
-        RunRec::Memory {
+        Record::Memory {
             run_id,
             static_ram,
             heap_peak,
@@ -505,7 +510,7 @@ pub fn write_run(c: &Connection, r: &RunRec) -> duckdb::Result<()> {
                 params![&**run_id, static_ram, heap_peak, stack_peak, model, flash],
             )
             .map(|_| ()),
-        RunRec::RailTruth {
+        Record::RailTruth {
             run_id,
             board,
             points,
@@ -516,7 +521,54 @@ pub fn write_run(c: &Connection, r: &RunRec) -> duckdb::Result<()> {
             }
             app.flush()
         }
-        RunRec::BoardEvent(e) => c
+        Record::Undelivered {
+            run_id,
+            messages,
+            samples,
+        } => c
+            .execute(
+                "UPDATE runs SET mqtt_undelivered_msgs = ?, mqtt_undelivered_samples = ? WHERE run_id = ?",
+                params![messages, samples, &**run_id],
+            )
+            .map(|_| ()),
+        Record::QuantAccuracy {
+            batch_id,
+            model,
+            quant,
+            prompt_tokens,
+            positions,
+            top1,
+            mean_kl,
+        } => c
+            .execute(
+                "INSERT INTO quant_accuracy VALUES (current_timestamp, ?, ?, ?, 'f32', ?, ?, ?, ?)",
+                params![batch_id, model, quant, prompt_tokens, positions, top1, mean_kl],
+            )
+            .map(|_| ()),
+        Record::SenseStart {
+            session_id,
+            sensors,
+            rate_hz,
+            simulated,
+        } => c
+            .execute(
+                "INSERT INTO sense_sessions VALUES (?, current_timestamp, NULL, ?, ?, 0, 0, 'running', NULL, ?)",
+                params![&**session_id, sensors, rate_hz, simulated],
+            )
+            .map(|_| ()),
+        Record::SenseEnd {
+            session_id,
+            samples,
+            missed,
+            status,
+            error,
+        } => c
+            .execute(
+                "UPDATE sense_sessions SET finished_at = current_timestamp, samples = ?, missed = ?, status = ?, error = ? WHERE session_id = ?",
+                params![samples, missed, status, error, &**session_id],
+            )
+            .map(|_| ()),
+        Record::BoardEvent(e) => c
             .execute(
                 "INSERT INTO board_events VALUES (make_timestamp(?), ?, ?, ?, ?, ?, ?)",
                 params![e.at_unix_us, e.batch_id, e.board, e.state.name(), e.run_id.as_deref(), e.reason, e.reason_code],
@@ -588,7 +640,7 @@ pub fn ingest<M: Into<Rec>>(
                     }
                 }
                 if let Rec::Run(r) = &rec {
-                    if let Err(e) = write_run(&store.conn, r) {
+                    if let Err(e) = write_record(&store.conn, r) {
                         tracing::error!(error = %e, "storing a run record failed");
                         done.exec_errors.push(e.to_string());
                     }

@@ -1071,7 +1071,8 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
         });
     };
     let chips = catalog.chips();
-    let mut bus_load: HashMap<&str, Vec<(&str, f64, u32)>> = HashMap::new();
+    // Per bus: (first sensor name, rate, bits per sample, address) per chip.
+    let mut bus_load: HashMap<&str, Vec<(&str, f64, u32, u8)>> = HashMap::new();
     for s in &lab.sensors {
         if !chips.contains(&s.chip) {
             push(
@@ -1104,11 +1105,13 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
                         "{} Hz is faster than the {} delivers at adc_bits = {}, averaging = {}: one sample takes {:.0} µs (at most {:.1} Hz); lower rate_hz, adc_bits or averaging",
                         s.rate_hz, s.chip, s.adc_bits, s.averaging, t.min_period_us, max_hz), ErrorKind::Invalid);
                 }
-                bus_load.entry(s.bus.as_str()).or_default().push((
-                    &s.name,
-                    s.rate_hz,
-                    t.bus_bits_per_sample,
-                ));
+                // One chip is read once per sample for all its channels: its bus cost counts once,
+                // at the fastest rate any of its channels asks for.
+                let load = bus_load.entry(s.bus.as_str()).or_default();
+                match load.iter_mut().find(|(_, _, _, a)| *a == s.address) {
+                    Some(chip) => chip.1 = chip.1.max(s.rate_hz),
+                    None => load.push((&s.name, s.rate_hz, t.bus_bits_per_sample, s.address)),
+                }
             }
         }
     }
@@ -1116,11 +1119,14 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
         let Some(load) = bus_load.get(b.name.as_str()) else {
             continue;
         };
-        let need: f64 = load.iter().map(|(_, r, bits)| r * f64::from(*bits)).sum();
+        let need: f64 = load
+            .iter()
+            .map(|(_, r, bits, _)| r * f64::from(*bits))
+            .sum();
         if need > f64::from(b.frequency_hz) {
             let parts: Vec<String> = load
                 .iter()
-                .map(|(n, r, bits)| format!("{n}: {r} Hz × {bits}"))
+                .map(|(n, r, bits, _)| format!("{n}: {r} Hz × {bits}"))
                 .collect();
             push(b.frequency_loc, format!("buses[{}].frequency_hz", lab.buses.iter().position(|x| x.name == b.name).unwrap_or(0)), format!(
                 "bus {:?} at {} Hz cannot carry its sensors' register reads: they need {:.0} clock cycles/s ({}), {:.0}% of the bus; raise frequency_hz (400000 is fast mode) or lower rates",

@@ -92,3 +92,32 @@ pub fn golden(name: &str, dir: &Path) -> String {
         .replace("$TARGET", &target.display().to_string())
         .replace("$DIR", &dir.display().to_string())
 }
+
+/// Whether an outside program a test needs is there (`check` is a shell command that succeeds
+/// when it is). Without it the test says why and skips, unless LAB_REQUIRE_EXTERNAL=1 (CI), where
+/// it fails.
+pub fn have(check: &str, why_missing: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", check])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+            panic!("{why_missing}, and LAB_REQUIRE_EXTERNAL=1");
+        }
+        eprintln!("skipping: {why_missing}");
+    }
+    found
+}
+
+/// A results database opened read-only, as users' tools open it.
+pub fn open_ro(db: &Path) -> duckdb::Connection {
+    duckdb::Connection::open_with_flags(
+        db,
+        duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .expect("read-only config"),
+    )
+    .unwrap_or_else(|e| panic!("open {} read-only: {e}", db.display()))
+}

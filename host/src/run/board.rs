@@ -22,7 +22,7 @@ use crate::{
     model::{self, ModelFile},
     mqtt::Publisher,
     rails::Rail,
-    records::{BoardEvent, BoardState, RunEnd, RunRec, RunStart},
+    records::{BoardEvent, BoardState, Record, RunEnd, RunStart},
     relay,
     run::RunArgs,
     sample::{sample_loop, Meta},
@@ -84,7 +84,7 @@ impl BoardJob<'_> {
         }
     }
 
-    pub(super) fn rec(&self, r: RunRec) {
+    pub(super) fn rec(&self, r: Record) {
         let _ = self.tx.send(Rec::Run(Box::new(r)));
     }
 
@@ -112,7 +112,7 @@ impl BoardJob<'_> {
                 fault.map(|f| f.why.as_str()),
             );
         }
-        self.rec(RunRec::BoardEvent(BoardEvent {
+        self.rec(Record::BoardEvent(BoardEvent {
             at_unix_us: clock::unix_us(),
             batch_id: self.batch.to_string(),
             board: self.board.name.clone(),
@@ -133,7 +133,7 @@ impl BoardJob<'_> {
         } else {
             (fault.status, fault.code)
         };
-        self.rec(RunRec::End(RunEnd {
+        self.rec(Record::End(RunEnd {
             run_id: run_id.clone(),
             status,
             error: Some(fault.why.clone()),
@@ -144,7 +144,7 @@ impl BoardJob<'_> {
     }
 
     pub(super) fn insert_run(&self, run_id: &Arc<str>, m: &ModelPlan, repeat: u32) {
-        self.rec(RunRec::Start(RunStart {
+        self.rec(Record::Start(RunStart {
             run_id: run_id.clone(),
             board: self.board.name.clone(),
             platform: self.board.platform.clone(),
@@ -366,7 +366,7 @@ impl BoardJob<'_> {
                 });
                 if let Some(id) = &run_id {
                     self.insert_run(id, m, r - self.args.warmup);
-                    self.rec(RunRec::Firmware {
+                    self.rec(Record::Firmware {
                         run_id: id.clone(),
                         firmware_version: fw.clone(),
                         board_model_crc32: board_crc.clone(),
@@ -473,7 +473,7 @@ impl BoardJob<'_> {
         let (gb, gf) = link.garbage();
         let (gb, gf) = (gb - res.garbage_before.0, gf - res.garbage_before.1);
         let (off, med) = al.map_or((None, None), |a| (Some(a.0 / 1000.0), Some(a.2)));
-        self.rec(RunRec::End(RunEnd {
+        self.rec(Record::End(RunEnd {
             run_id: run_id.clone(),
             status: res.outcome.status,
             error: res.outcome.error.clone(),
@@ -485,7 +485,7 @@ impl BoardJob<'_> {
             bad_frames: Some(gf as i64),
         }));
         if let Some(ops) = res.ops.clone() {
-            self.rec(RunRec::Ops {
+            self.rec(Record::Ops {
                 run_id: run_id.clone(),
                 ops: ops.to_vec(),
             });
@@ -493,7 +493,7 @@ impl BoardJob<'_> {
         if let Some((st, heap, stack, model, code)) = res.mem {
             // Flash in use: the model partition plus the firmware image where the port knows
             // it (bare-metal ports; 0 on the hosted posix port).
-            self.rec(RunRec::Memory {
+            self.rec(Record::Memory {
                 run_id: run_id.clone(),
                 static_ram: st,
                 heap_peak: heap,
@@ -515,7 +515,7 @@ impl BoardJob<'_> {
                     )
                 })
                 .collect();
-            self.rec(RunRec::RailTruth {
+            self.rec(Record::RailTruth {
                 run_id: run_id.clone(),
                 board: self.board.name.clone(),
                 points,

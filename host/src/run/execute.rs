@@ -11,13 +11,12 @@ use std::{
 };
 
 use anyhow::Context;
-use duckdb::params;
 
 use crate::{
     clock,
     model::{self},
     mqtt::Publisher,
-    records::{BoardState, RunEnd, RunRec, RunStart},
+    records::{BoardState, Record, RunEnd, RunStart},
     rig::Rig,
     sample::Meta,
     store::{ingest, tee, Rec, Store, LIVE_TICK},
@@ -78,7 +77,7 @@ pub fn execute(
             progress.note(&format!("{}: faulted: {why}", b.name));
             for (i, m) in plans.iter().enumerate() {
                 let id: Arc<str> = format!("{batch}-{}-m{i}-r0", b.name).into();
-                let _ = tx.send(Rec::Run(Box::new(RunRec::Start(RunStart {
+                let _ = tx.send(Rec::Run(Box::new(Record::Start(RunStart {
                     run_id: id.clone(),
                     board: b.name.clone(),
                     platform: b.platform.clone(),
@@ -89,7 +88,7 @@ pub fn execute(
                     model_sha256: m.sha256.clone(),
                     ..Default::default()
                 }))));
-                let _ = tx.send(Rec::Run(Box::new(RunRec::End(RunEnd {
+                let _ = tx.send(Rec::Run(Box::new(Record::End(RunEnd {
                     run_id: id.clone(),
                     status: "error",
                     error: Some(why.clone()),
@@ -211,10 +210,11 @@ pub fn execute(
     if let Some(m) = &mqtt {
         m.flush();
         for (run, u) in m.take_undelivered_runs() {
-            store.conn.execute(
-                "UPDATE runs SET mqtt_undelivered_msgs = ?, mqtt_undelivered_samples = ? WHERE run_id = ?",
-                params![u.messages as i64, u.samples as i64, &*run],
-            )?;
+            store.write(&Record::Undelivered {
+                run_id: run.clone(),
+                messages: u.messages as i64,
+                samples: u.samples as i64,
+            })?;
         }
     }
     let rows = summary(&store, &ids)?;
@@ -259,18 +259,15 @@ fn validate_into(
         );
         let rows = model::validate(&cfg, p.file.seed, &p.prompt_ids, gen);
         for (q, a) in &rows {
-            store.conn.execute(
-                "INSERT INTO quant_accuracy VALUES (current_timestamp, ?, ?, ?, 'f32', ?, ?, ?, ?)",
-                params![
-                    batch,
-                    p.file.name(),
-                    q.name(),
-                    p.prompt_ids.len() as i32,
-                    a.positions as i32,
-                    a.top1,
-                    a.mean_kl
-                ],
-            )?;
+            store.write(&Record::QuantAccuracy {
+                batch_id: batch.to_string(),
+                model: p.file.name(),
+                quant: q.name().to_string(),
+                prompt_tokens: p.prompt_ids.len() as i32,
+                positions: a.positions as i32,
+                top1: a.top1,
+                mean_kl: a.mean_kl,
+            })?;
         }
         if !json {
             model::print_validation(&rows, false)?;
