@@ -32,7 +32,12 @@ impl BoardJob<'_> {
         let mut alive = || into_reason(session.check());
         let mut ask = |link: &mut Link, kind: &str, want: &str| -> Result<RxFrame, Fault> {
             link.send(kind, &[("proto", &PROTOCOL_VERSION)])
-                .map_err(|e| Fault::error("console", format!("serial write: {e}")))?;
+                .map_err(|e| {
+                    Fault::error(
+                        "console",
+                        format!("console lost during boot: serial write failed: {e}"),
+                    )
+                })?;
             loop {
                 let f = link
                     .next(deadline, &mut alive, &stop)
@@ -169,7 +174,12 @@ impl BoardJob<'_> {
             Ok(())
         })();
         if let Err(e) = sent {
-            fail(&mut res, "error", "console", format!("serial write: {e}"));
+            fail(
+                &mut res,
+                "error",
+                "console",
+                format!("console lost mid-run: serial write failed: {e}"),
+            );
         }
         let stop = || self.stop.load(Ordering::Relaxed);
         let mut alive = || into_reason(session.check());
