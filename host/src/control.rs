@@ -61,7 +61,7 @@ impl Drop for ServeMarker {
 }
 
 /// Sends `request` to the running daemon and returns its reply (an error reply is an error).
-pub fn request(lab: &Lab, pid: u32, request: Value) -> anyhow::Result<Value> {
+pub fn request(lab: &Lab, pid: u32, request: &ControlRequest) -> anyhow::Result<Value> {
     let id = format!("{}-{}", std::process::id(), crate::clock::unix_ms());
     let reply_suffix = format!("control/{id}/reply");
     let prefix = lab
@@ -91,14 +91,14 @@ pub fn request(lab: &Lab, pid: u32, request: Value) -> anyhow::Result<Value> {
     mqtt.publish(
         &format!("control/{id}"),
         false,
-        request.to_string().into_bytes(),
+        serde_json::to_vec(request)?,
     );
     let deadline = Instant::now() + REPLY_TIMEOUT;
     let reply = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match inbox.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok((_, payload)) if !payload.is_empty() => {
-                break serde_json::from_slice::<Value>(&payload)
+                break serde_json::from_slice::<ControlReply>(&payload)
                     .map_err(|e| Failed(format!("labctl serve sent an unreadable reply: {e}")))?
             }
             Ok(_) => {}
@@ -116,14 +116,37 @@ pub fn request(lab: &Lab, pid: u32, request: Value) -> anyhow::Result<Value> {
     // Clear the retained reply.
     mqtt.publish(&reply_suffix, true, vec![]);
     mqtt.close();
-    if let Some(e) = reply["error"].as_str() {
-        return Err(Failed(format!("labctl serve: {e}")).into());
+    match reply {
+        ControlReply::Error(e) => Err(Failed(format!("labctl serve: {e}")).into()),
+        ControlReply::Result(v) => Ok(v),
     }
-    Ok(reply["result"].clone())
 }
 
 /// Boards a job is using right now (name → job id): the daemon does not switch them.
 pub type Busy = Arc<Mutex<HashMap<String, String>>>;
+
+/// A request on `<prefix>/control/<id>` from a verb that finds `labctl serve` running.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "verb", rename_all = "lowercase")]
+pub enum ControlRequest {
+    /// `labctl boards`
+    Boards,
+    /// `labctl power BOARD on|off|cycle`
+    Power {
+        board: String,
+        action: String,
+        #[serde(default)]
+        off_time_ms: Option<u64>,
+    },
+}
+
+/// The reply on `<prefix>/control/<id>/reply`: `{"result": …}` or `{"error": "…"}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlReply {
+    Result(Value),
+    Error(String),
+}
 
 /// The daemon's side: answers one control request.
 pub fn handle(
@@ -135,44 +158,37 @@ pub fn handle(
 ) {
     let id = topic.rsplit('/').next().unwrap_or("");
     let result = (|| -> Result<Value, String> {
-        let req: Value =
+        let req: ControlRequest =
             serde_json::from_slice(payload).map_err(|e| format!("not a request: {e}"))?;
         let rt = crate::rig::Runtime::open(lab_path).map_err(|e| format!("{e:#}"))?;
         let busy = busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match req["verb"].as_str() {
-            Some("boards") => {
+        match req {
+            ControlRequest::Boards => {
                 let rows = crate::boards::collect(&rt, &busy);
                 serde_json::to_value(rows).map_err(|e| e.to_string())
             }
-            Some("power") => {
-                let board = req["board"].as_str().ok_or("power needs a board")?;
-                if let Some(job) = busy.get(board) {
+            ControlRequest::Power {
+                board,
+                action,
+                off_time_ms,
+            } => {
+                if let Some(job) = busy.get(&board) {
                     return Err(format!(
                         "board {board:?} is in use by job {job}; try again when it is done"
                     ));
                 }
-                let action = match req["action"].as_str() {
-                    Some("on") => PowerAction::On,
-                    Some("off") => PowerAction::Off,
-                    Some("cycle") => PowerAction::Cycle,
-                    _ => return Err("power needs action on, off or cycle".into()),
-                };
-                let off =
-                    Duration::from_millis(req["off_time_ms"].as_u64().unwrap_or(2000).min(600_000));
-                crate::relay::apply_power(&rt.lab, &rt.plugins, board, action, off, true)
+                let action: PowerAction = action.parse()?;
+                let off = Duration::from_millis(off_time_ms.unwrap_or(2000).min(600_000));
+                crate::relay::apply_power(&rt.lab, &rt.plugins, &board, action, off, true)
                     .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
                     .map_err(|e| format!("{e:#}"))
             }
-            _ => Err("unknown verb (boards, power)".into()),
         }
     })();
     let reply = match result {
-        Ok(r) => json!({"result": r}),
-        Err(e) => json!({"error": e}),
+        Ok(r) => ControlReply::Result(r),
+        Err(e) => ControlReply::Error(e),
     };
-    mqtt.publish(
-        &format!("control/{id}/reply"),
-        true,
-        reply.to_string().into_bytes(),
-    );
+    let reply = serde_json::to_string(&reply).unwrap_or_default();
+    mqtt.publish(&format!("control/{id}/reply"), true, reply.into_bytes());
 }

@@ -16,7 +16,6 @@ use std::{
 
 use lab_config::{Lab, MqttMode};
 use rumqttc::{Client, Event, LastWill, MqttOptions, Packet, QoS};
-use serde_json::json;
 
 use crate::{
     clock,
@@ -29,6 +28,47 @@ const BATCH_SPAN: Duration = Duration::from_millis(100);
 const TOKENS_PER_MESSAGE: usize = 256;
 /// Largest message labctl sends or accepts (a 100 ms batch at 10 kHz is ~60 KiB of JSON).
 const MAX_PACKET: usize = 1 << 20;
+
+/// `<prefix>/boards/<board>/power` (or `<prefix>/sensors/<sensor>/power` outside a board): one
+/// batch of one sensor's samples, arrays of equal length.
+#[derive(Debug, serde::Serialize)]
+pub struct PowerBatchMsg<'a> {
+    pub run_id: Option<&'a str>,
+    pub sensor: &'a str,
+    pub board: Option<&'a str>,
+    pub t_us: Vec<i64>,
+    pub bus_mv: Vec<f64>,
+    pub current_ma: Vec<f64>,
+    pub power_mw: Vec<f64>,
+    /// Wall-clock time of the newest sample (ms since the epoch).
+    pub newest_wall_ms: u64,
+    pub simulated: bool,
+}
+
+/// `<prefix>/runs/<run_id>/tokens`: one batch of a run's token events, arrays of equal length.
+#[derive(Debug, serde::Serialize)]
+pub struct TokensMsg<'a> {
+    pub run_id: &'a str,
+    pub idx: Vec<i32>,
+    pub phase: Vec<&'static str>,
+    pub t_us: Vec<i64>,
+    pub token_id: Vec<i32>,
+    pub cycles: Vec<Option<i64>>,
+}
+
+/// `<prefix>/jobs/<job_id>/status` (retained): `rejected`, `queued` (with how many are ahead),
+/// `running`, then `done`, `failed` or `aborted` (with the runs and, when not all were ok, why).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct JobStatusMsg<'a> {
+    pub job_id: &'a str,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<&'a [crate::run::SummaryRow]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 /// `<prefix>/boards/<board>/state` (retained): power, the progress phase (`booting`, `ready`,
 /// `warm-up`, `running`, `idle`, `off`), the bring-up state (`off`, `powered`, `flashed`,
@@ -509,17 +549,17 @@ impl Publisher {
         // Wall-clock time of the newest sample, from its host-clock stamp.
         let age_ms = clock::monotonic_ns().saturating_sub(last.host_ns) as f64 / 1e6;
         let wall_ms = clock::unix_ms() as f64 - age_ms;
-        let payload = json!({
-            "run_id": run.map(|r| &**r),
-            "sensor": sensor,
-            "board": board,
-            "t_us": rows.iter().map(|r| r.t_us).collect::<Vec<_>>(),
-            "bus_mv": rows.iter().map(|r| r.bus_mv).collect::<Vec<_>>(),
-            "current_ma": rows.iter().map(|r| r.current_ma).collect::<Vec<_>>(),
-            "power_mw": rows.iter().map(|r| r.power_mw).collect::<Vec<_>>(),
-            "newest_wall_ms": wall_ms.round() as u64,
-            "simulated": last.simulated,
-        });
+        let payload = PowerBatchMsg {
+            run_id: run.map(|r| &**r),
+            sensor,
+            board,
+            t_us: rows.iter().map(|r| r.t_us).collect(),
+            bus_mv: rows.iter().map(|r| r.bus_mv).collect(),
+            current_ma: rows.iter().map(|r| r.current_ma).collect(),
+            power_mw: rows.iter().map(|r| r.power_mw).collect(),
+            newest_wall_ms: wall_ms.round() as u64,
+            simulated: last.simulated,
+        };
         let topic = match board {
             Some(b) => format!("{}/boards/{b}/power", self.prefix),
             None => format!("{}/sensors/{sensor}/power", self.prefix),
@@ -528,7 +568,7 @@ impl Publisher {
             topic,
             QoS::AtLeastOnce,
             false,
-            payload.to_string().into_bytes(),
+            serde_json::to_vec(&payload).unwrap_or_default(),
             run,
             rows.len() as u64,
         );
@@ -539,19 +579,19 @@ impl Publisher {
         let Some(first) = rows.first() else { return };
         let run = first.run_id.clone();
         for chunk in rows.chunks(TOKENS_PER_MESSAGE) {
-            let payload = json!({
-                "run_id": &*run,
-                "idx": chunk.iter().map(|t| t.idx).collect::<Vec<_>>(),
-                "phase": chunk.iter().map(|t| t.phase).collect::<Vec<_>>(),
-                "t_us": chunk.iter().map(|t| t.t_us).collect::<Vec<_>>(),
-                "token_id": chunk.iter().map(|t| t.token_id).collect::<Vec<_>>(),
-                "cycles": chunk.iter().map(|t| t.cycles).collect::<Vec<_>>(),
-            });
+            let payload = TokensMsg {
+                run_id: &run,
+                idx: chunk.iter().map(|t| t.idx).collect(),
+                phase: chunk.iter().map(|t| t.phase).collect(),
+                t_us: chunk.iter().map(|t| t.t_us).collect(),
+                token_id: chunk.iter().map(|t| t.token_id).collect(),
+                cycles: chunk.iter().map(|t| t.cycles).collect(),
+            };
             self.send(
                 format!("{}/runs/{run}/tokens", self.prefix),
                 QoS::AtLeastOnce,
                 false,
-                payload.to_string().into_bytes(),
+                serde_json::to_vec(&payload).unwrap_or_default(),
                 Some(&run),
                 0,
             );
@@ -572,12 +612,12 @@ impl Publisher {
     }
 
     /// A job's status (retained, so a client that subscribes late still sees where it is).
-    pub fn job_status(&self, job_id: &str, status: &serde_json::Value) {
+    pub fn job_status(&self, status: &JobStatusMsg<'_>) {
         self.send(
-            format!("{}/jobs/{job_id}/status", self.prefix),
+            format!("{}/jobs/{}/status", self.prefix, status.job_id),
             QoS::AtLeastOnce,
             true,
-            status.to_string().into_bytes(),
+            serde_json::to_vec(status).unwrap_or_default(),
             None,
             0,
         );

@@ -15,10 +15,15 @@ use std::{
 };
 
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::{
-    control, error::BadInput, error::Failed, lab, mqtt::Publisher, run, run::RunArgs,
+    control,
+    error::BadInput,
+    error::Failed,
+    lab,
+    mqtt::{JobStatusMsg, Publisher},
+    run,
+    run::RunArgs,
     shutdown::stop_flag,
 };
 
@@ -146,17 +151,21 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
                     };
                     let closed = closing.lock().unwrap_or_else(|p| p.into_inner());
                     if *closed {
-                        mqtt.job_status(
-                            &id,
-                            &json!({"job_id": id, "status": "aborted", "error": STOPPING}),
-                        );
+                        mqtt.job_status(&JobStatusMsg {
+                            job_id: &id,
+                            status: "aborted",
+                            error: Some(STOPPING.into()),
+                            ..Default::default()
+                        });
                         continue;
                     }
                     let ahead = waiting.fetch_add(1, Ordering::SeqCst);
-                    mqtt.job_status(
-                        &id,
-                        &json!({"job_id": id, "status": "queued", "ahead": ahead}),
-                    );
+                    mqtt.job_status(&JobStatusMsg {
+                        job_id: &id,
+                        status: "queued",
+                        ahead: Some(ahead),
+                        ..Default::default()
+                    });
                     if job_tx.send((id, plan)).is_err() {
                         break;
                     }
@@ -179,10 +188,12 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
     *closing.lock().unwrap_or_else(|p| p.into_inner()) = true;
     while let Ok((id, _)) = job_rx.try_recv() {
         eprintln!("job {id}: not run, the daemon is stopping");
-        mqtt.job_status(
-            &id,
-            &json!({"job_id": id, "status": "aborted", "error": STOPPING}),
-        );
+        mqtt.job_status(&JobStatusMsg {
+            job_id: &id,
+            status: "aborted",
+            error: Some(STOPPING.into()),
+            ..Default::default()
+        });
     }
     eprintln!("labctl serve: stopping");
     mqtt.close();
@@ -195,10 +206,12 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
 fn accept(lab_path: &Path, mqtt: &Arc<Publisher>, id: &str, payload: &[u8]) -> Option<run::Plan> {
     let reject = |why: String| {
         eprintln!("job {id}: rejected: {why}");
-        mqtt.job_status(
-            id,
-            &json!({"job_id": id, "status": "rejected", "error": why}),
-        );
+        mqtt.job_status(&JobStatusMsg {
+            job_id: id,
+            status: "rejected",
+            error: Some(why),
+            ..Default::default()
+        });
     };
     let args = match parse_job(payload) {
         Ok(a) => a,
@@ -223,9 +236,13 @@ fn run_job(
     id: &str,
     plan: run::Plan,
 ) {
-    let reply = |v: serde_json::Value| mqtt.job_status(id, &v);
+    let reply = |v: JobStatusMsg<'_>| mqtt.job_status(&v);
     eprintln!("job {id}: running");
-    reply(json!({"job_id": id, "status": "running"}));
+    reply(JobStatusMsg {
+        job_id: id,
+        status: "running",
+        ..Default::default()
+    });
     let boards = plan.board_names();
     {
         let mut b = busy.lock().unwrap_or_else(|p| p.into_inner());
@@ -249,17 +266,24 @@ fn run_job(
                 Err(_) => "failed",
             };
             eprintln!("job {id}: {status} ({} run(s))", out.rows.len());
-            let mut v = json!({"job_id": id, "status": status, "runs": out.rows});
-            if let Err(e) = verdict {
+            reply(JobStatusMsg {
+                job_id: id,
+                status,
+                runs: Some(&out.rows),
                 // Which runs were not ok and why, one entry per board and reason.
-                v["error"] = json!(format!("{e:#}"));
-            }
-            reply(v);
+                error: verdict.err().map(|e| format!("{e:#}")),
+                ..Default::default()
+            });
         }
         Err(e) => {
             let why = format!("{e:#}");
             eprintln!("job {id}: failed: {why}");
-            reply(json!({"job_id": id, "status": "failed", "error": why}));
+            reply(JobStatusMsg {
+                job_id: id,
+                status: "failed",
+                error: Some(why),
+                ..Default::default()
+            });
         }
     }
 }

@@ -11,7 +11,7 @@ pub fn cmd(lab_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let lab = crate::lab::load(lab_path)?;
     let rows: Vec<BoardRow> = match crate::control::serve_pid(&lab) {
         Some(pid) if lab.mqtt.is_some() => {
-            let v = crate::control::request(&lab, pid, serde_json::json!({"verb": "boards"}))?;
+            let v = crate::control::request(&lab, pid, &crate::control::ControlRequest::Boards)?;
             serde_json::from_value(v)?
         }
         _ => boards::collect(&Runtime::open(lab_path)?, &Default::default()),

@@ -4,6 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use crate::{
+    control::ControlRequest,
     plugins::Plugins,
     relay::{self, PowerResult},
     units::PowerAction,
@@ -21,12 +22,14 @@ pub fn cmd(
     // While `labctl serve` runs it owns the relays: ask it.
     let r: PowerResult = match crate::control::serve_pid(&lab) {
         Some(pid) if lab.mqtt.is_some() => {
-            let action = action.name();
             let v = crate::control::request(
                 &lab,
                 pid,
-                serde_json::json!({"verb": "power", "board": board, "action": action,
-                                   "off_time_ms": off_time.as_millis() as u64}),
+                &ControlRequest::Power {
+                    board: board.to_string(),
+                    action: action.name().to_string(),
+                    off_time_ms: Some(off_time.as_millis() as u64),
+                },
             )?;
             serde_json::from_value(v)?
         }
