@@ -182,3 +182,54 @@ fn a_failing_power_driver_faults_only_its_board() {
         "{pico:?}"
     );
 }
+
+#[test]
+fn the_virtual_platform_runs_another_platforms_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("lab.toml");
+    std::fs::write(
+        &lab,
+        "name = \"foreign\"\n[[boards]]\nname = \"m4-on-host\"\nplatform = \"virtual\"\nprofile = \"qemu/cortex-m4-168\"\n",
+    )
+    .unwrap();
+    let l = lab.to_str().unwrap();
+    // The plan shows the qemu profile's clock and memory given to the posix firmware.
+    let o = run_ok(&["--lab", l, "run", "--dry-run"]);
+    let plan = text(&o).0;
+    assert!(
+        plan.contains("--clock-hz 168000000 --ram 4194304"),
+        "{plan}"
+    );
+    let o = run_ok(&["--lab", l, "run", "--json", "--tokens", "8"]);
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "ok", "{rows}");
+    assert_eq!(rows[0]["simulated"], true, "an emulation stays simulated");
+    let c = open_ro(&dir.path().join("lab.duckdb"));
+    let (timing, hz): (String, i64) = c
+        .query_row("SELECT timing_source, clock_hz FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(
+        timing.starts_with("host-cpu"),
+        "timed as the running platform times: {timing}"
+    );
+    assert_eq!(hz, 168_000_000);
+    // A profile the other platform does not have is a mistake in the file.
+    std::fs::write(
+        &lab,
+        std::fs::read_to_string(&lab)
+            .unwrap()
+            .replace("cortex-m4-168", "nope"),
+    )
+    .unwrap();
+    let o = labctl_integration_tests::run(&["config", "check", l]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o)
+            .1
+            .contains("platform \"qemu\" has no profile \"nope\""),
+        "{}",
+        text(&o).1
+    );
+}

@@ -98,7 +98,7 @@ pub fn collect(rt: &Runtime, busy: &std::collections::HashMap<String, String>) -
                 }
             }
         };
-        let usb_state = match (profile, &usb) {
+        let usb_state = match (profile.as_ref(), &usb) {
             (Some(p), _) if p.emulated => "emulated (no USB)".to_string(),
             (Some(p), Ok(ids)) => {
                 let found: Vec<String> = p
@@ -134,7 +134,7 @@ pub fn collect(rt: &Runtime, busy: &std::collections::HashMap<String, String>) -
             sensor_health: health,
             reading,
             usb: usb_state,
-            simulated: sim || profile.is_some_and(|p| p.emulated),
+            simulated: sim || profile.as_ref().is_some_and(|p| p.emulated),
         });
     }
     rows

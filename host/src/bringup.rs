@@ -21,7 +21,6 @@ pub fn platform_of(rt: &Runtime, b: &Board) -> Result<(PlatformApiRef, Profile),
     let profile = rt
         .plugins
         .profile(&b.platform, &b.profile)
-        .cloned()
         .ok_or_else(|| format!("platform {:?} has no profile {:?}", b.platform, b.profile))?;
     let api = plugin
         .platform

@@ -399,7 +399,7 @@ fn config_json(cfg: &Config) -> serde_json::Value {
 }
 
 fn find_profile(plugins: &Plugins, platform: &str, profile: &str) -> anyhow::Result<Profile> {
-    plugins.profile(platform, profile).cloned().ok_or_else(|| {
+    plugins.profile(platform, profile).ok_or_else(|| {
         let known: Vec<String> = plugins
             .loaded
             .iter()

@@ -140,11 +140,35 @@ impl Plugins {
             .find(|p| p.platform.is_some() && p.name == name)
     }
 
-    pub fn profile(&self, platform: &str, profile: &str) -> Option<&Profile> {
-        self.platform(platform)?
+    /// The profile a board of `platform` runs. `profile` is one of the platform's own, or
+    /// `OWNER/NAME`: another platform's profile run by this one (the virtual platform emulating
+    /// a qemu or real board's profile). A foreign profile keeps its memories, clock and currents,
+    /// and takes how the running platform reaches and times its boards (console kind, timing
+    /// source, emulated) from the running platform's own profiles.
+    pub fn profile(&self, platform: &str, profile: &str) -> Option<Profile> {
+        let runner = self.platform(platform)?;
+        let Some((owner, name)) = profile.split_once('/') else {
+            return runner.profiles.iter().find(|p| p.name == profile).cloned();
+        };
+        let mut p = self
+            .platform(owner)?
             .profiles
             .iter()
-            .find(|p| p.name.as_str() == profile)
+            .find(|p| p.name == name)?
+            .clone();
+        if owner != platform {
+            let own = runner.profiles.first()?;
+            p.console = own.console;
+            p.emulated = own.emulated;
+            p.timing = own.timing.clone();
+            p.timing.counter_hz = p.clock_hz;
+            p.description = format!(
+                "{} (profile of platform {owner}, run by {platform})",
+                p.description
+            );
+        }
+        p.name = profile.to_string();
+        Some(p)
     }
 
     /// The plugin serving power driver `driver`.

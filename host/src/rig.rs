@@ -15,6 +15,25 @@ use crate::{
     relay,
 };
 
+/// The lab's sensors (of `names`, in lab order) grouped by chip: entries that share a bus and
+/// address are channels of one chip, ordered by channel.
+pub fn chips<'a>(lab: &'a Lab, names: &[String]) -> Vec<Vec<&'a Sensor>> {
+    let mut out: Vec<Vec<&Sensor>> = vec![];
+    for s in lab.sensors.iter().filter(|s| names.contains(&s.name)) {
+        match out
+            .iter_mut()
+            .find(|c| c[0].bus == s.bus && c[0].address == s.address)
+        {
+            Some(c) => c.push(s),
+            None => out.push(vec![s]),
+        }
+    }
+    for c in &mut out {
+        c.sort_by_key(|s| s.channel);
+    }
+    out
+}
+
 /// A lab with its plugins: what can be used and what is faulted.
 pub struct Runtime {
     pub lab: Lab,
@@ -115,37 +134,48 @@ impl Rig {
         s: &Sensor,
         rate_hz: f64,
     ) -> Result<PowerSensorBox, String> {
-        if let Some(f) = rt.sensor_faults.get(&s.name) {
-            return Err(f.clone());
+        self.open_chip(rt, std::slice::from_ref(s), rate_hz)
+    }
+
+    /// Opens one chip with every channel of it the lab configures (`sensors`, one per channel,
+    /// all at one bus and address): one device on the bus, one rail per channel when simulated.
+    pub fn open_chip(
+        &mut self,
+        rt: &Runtime,
+        sensors: &[Sensor],
+        rate_hz: f64,
+    ) -> Result<PowerSensorBox, String> {
+        let first = sensors.first().ok_or("a chip without channels")?;
+        for s in sensors {
+            if let Some(f) = rt.sensor_faults.get(&s.name) {
+                return Err(f.clone());
+            }
         }
         let (_, api) = rt
             .plugins
-            .sensor_plugin(&s.chip)
-            .ok_or_else(|| rt.plugins.why_missing(&format!("chip {:?}", s.chip)))?;
-        let cfg = sensor_config(s, rate_hz);
-        let handle = match self.buses.get(&s.bus) {
+            .sensor_plugin(&first.chip)
+            .ok_or_else(|| rt.plugins.why_missing(&format!("chip {:?}", first.chip)))?;
+        let cfgs: Vec<_> = sensors.iter().map(|s| sensor_config(s, rate_hz)).collect();
+        let cfgs = abi_stable::std_types::RSlice::from_slice(&cfgs);
+        let handle = match self.buses.get(&first.bus) {
             Some(BusSlot::Sim(bus)) => {
-                let rail = self.rail_for(rt, s);
-                let dev = (api.simulate())(
-                    abi_stable::std_types::RSlice::from_slice(std::slice::from_ref(&cfg)),
-                    vec![rail.boxed()].into(),
-                )
-                .into_result()
-                .map_err(|e| format!("simulated {}: {}", s.chip, e.message))?;
-                bus.attach(s.address, dev);
-                self.rails.insert(s.name.clone(), rail);
+                let rails: Vec<Arc<Rail>> = sensors.iter().map(|s| self.rail_for(rt, s)).collect();
+                let dev = (api.simulate())(cfgs, rails.iter().map(|r| r.boxed()).collect())
+                    .into_result()
+                    .map_err(|e| format!("simulated {}: {}", first.chip, e.message))?;
+                bus.attach(first.address, dev);
+                for (s, r) in sensors.iter().zip(rails) {
+                    self.rails.insert(s.name.clone(), r);
+                }
                 bus.handle()
             }
             Some(BusSlot::Linux(l)) => l.handle(),
             Some(BusSlot::Failed(e)) => return Err(e.clone()),
-            None => return Err(format!("bus {:?} is not defined", s.bus)),
+            None => return Err(format!("bus {:?} is not defined", first.bus)),
         };
-        (api.open())(
-            handle,
-            abi_stable::std_types::RSlice::from_slice(std::slice::from_ref(&cfg)),
-        )
-        .into_result()
-        .map_err(|e| e.message.to_string())
+        (api.open())(handle, cfgs)
+            .into_result()
+            .map_err(|e| e.message.to_string())
     }
 
     /// The simulated rail of a sensor's board: its profile's idle current at its supply voltage

@@ -45,24 +45,30 @@ pub fn stamp_from(start: Instant) -> impl Fn(Instant, Instant) -> (Option<Arc<st
     move |t0, t1| (None, ((t0 - start) + (t1 - t0) / 2).as_micros() as i64)
 }
 
-/// Samples one sensor on a fixed schedule from `start` until `end` or `stop`, sending batches
-/// of rows to the writer.
+/// Samples one sensor chip on a fixed schedule from `start` until `end` or `stop`, sending
+/// batches of rows to the writer. `metas` and `stamps` are per channel, in the order the chip
+/// was opened with: each reading becomes one row per channel, stamped by that channel's stamp
+/// (its board's run window). A single-channel sensor passes one of each.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_loop<M: From<Vec<SampleRow>>>(
     mut sensor: PowerSensorBox,
-    meta: &Meta,
+    metas: &[Meta],
     session: Arc<str>,
     start: Instant,
     end: Option<Instant>,
     stop: &AtomicBool,
-    stamp: Stamp<'_>,
+    stamps: &[Stamp<'_>],
     tx: mpsc::Sender<M>,
 ) -> Report {
     clock::precise_timers();
     let mut rep = Report::default();
-    let period_ns = (1e9 / meta.rate_hz) as u64;
+    let Some(meta) = metas.first() else {
+        return rep;
+    };
+    let rate_hz = metas.iter().map(|m| m.rate_hz).fold(meta.rate_hz, f64::max);
+    let period_ns = (1e9 / rate_hz) as u64;
     // About 20 batches a second per sensor: cheap to send, fresh on screen.
-    let batch_len = ((meta.rate_hz / 20.0).ceil() as usize).max(1);
+    let batch_len = ((rate_hz / 20.0).ceil() as usize).max(1) * metas.len();
     let mut batch = Vec::with_capacity(batch_len);
     let mut last_send = Instant::now();
     let mut consecutive = 0u32;
@@ -77,22 +83,29 @@ pub fn sample_loop<M: From<Vec<SampleRow>>>(
             clock::wait_until(due.min(Instant::now() + Duration::from_millis(50)));
         }
         let t0 = Instant::now();
-        // One channel per lab sensor today: its reading is the first.
         let r = sensor.sample().into_result().and_then(|v| {
-            v.into_iter().next().ok_or_else(|| {
-                labctl_plugin_api::PluginError::new(
+            // One reading per configured channel, in order.
+            if v.len() < metas.len() {
+                return Err(labctl_plugin_api::PluginError::new(
                     labctl_plugin_api::ErrorKind::BadData,
-                    "the sensor returned no channel",
-                )
-            })
+                    format!(
+                        "the sensor returned {} of {} channels",
+                        v.len(),
+                        metas.len()
+                    ),
+                ));
+            }
+            Ok(v)
         });
         let t1 = Instant::now();
         match r {
-            Ok(s) => {
+            Ok(readings) => {
                 consecutive = 0;
-                let (run_id, t_us) = stamp(t0, t1);
                 let host_ns = clock::ns_of(t0 + (t1 - t0) / 2);
-                batch.push(row(meta, &session, run_id, t_us, host_ns, &s));
+                for ((m, stamp), s) in metas.iter().zip(stamps).zip(readings.iter()) {
+                    let (run_id, t_us) = stamp(t0, t1);
+                    batch.push(row(m, &session, run_id, t_us, host_ns, s));
+                }
                 rep.samples += 1;
             }
             Err(e) => {

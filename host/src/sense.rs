@@ -18,7 +18,7 @@ use crate::{
     plugins::Catalog,
     records::Record,
     rig::{Rig, Runtime},
-    sample::{sample_loop, stamp_from, Meta, Report},
+    sample::{sample_loop, stamp_from, Meta, Report, Stamp},
     shutdown::stop_flag,
     store::{ingest_samples, tee, SampleRow, Store, LIVE_TICK},
 };
@@ -167,29 +167,35 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
     }
     let stop = stop_flag()?;
 
-    // Open every selected sensor; an unusable one is reported and skipped.
+    // Open every selected sensor chip (the channels of a multi-channel chip together, one
+    // sampler each); an unusable one is reported and skipped.
     let mut rig = Rig::new(&rt);
-    let mut opened = vec![];
+    let mut opened: Vec<(labctl_plugin_api::PowerSensorBox, Vec<Meta>)> = vec![];
     let mut unusable = vec![];
-    for name in &selected {
-        let s = rt.lab.sensor(name).expect("selected from the lab").clone();
-        let rate = s.rate_hz;
-        match rig.open_sensor(&rt, &s, rate) {
+    for chip in crate::rig::chips(&rt.lab, &selected) {
+        let sensors: Vec<lab_config::Sensor> = chip.into_iter().cloned().collect();
+        let rate = sensors.iter().map(|s| s.rate_hz).fold(0.0, f64::max);
+        match rig.open_chip(&rt, &sensors, rate) {
             Ok(dev) => opened.push((
                 dev,
-                Arc::new(Meta {
-                    name: s.name.as_str().into(),
-                    board: rt
-                        .lab
-                        .board_of_sensor(&s.name)
-                        .map(|b| b.name.as_str().into()),
-                    simulated: rt.sensor_is_simulated(&s),
-                    rate_hz: rate,
-                }),
+                sensors
+                    .iter()
+                    .map(|s| Meta {
+                        name: s.name.as_str().into(),
+                        board: rt
+                            .lab
+                            .board_of_sensor(&s.name)
+                            .map(|b| b.name.as_str().into()),
+                        simulated: rt.sensor_is_simulated(s),
+                        rate_hz: rate,
+                    })
+                    .collect(),
             )),
             Err(why) => {
-                eprintln!("sensor {name}: unusable: {why}");
-                unusable.push(format!("{name}: {why}"));
+                for s in &sensors {
+                    eprintln!("sensor {}: unusable: {why}", s.name);
+                    unusable.push(format!("{}: {why}", s.name));
+                }
             }
         }
     }
@@ -209,8 +215,14 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
         );
     }
     let session: Arc<str> = format!("sense-{}", clock::unix_ms()).into();
-    let names: Vec<&str> = opened.iter().map(|(_, m)| &*m.name).collect();
-    let all_sim = opened.iter().all(|(_, m)| m.simulated);
+    // Every channel's (name, rate); reports come per chip and are shown per channel.
+    let channels: Vec<(Arc<str>, f64, usize)> = opened
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, ms))| ms.iter().map(move |m| (m.name.clone(), m.rate_hz, i)))
+        .collect();
+    let names: Vec<&str> = channels.iter().map(|c| &*c.0).collect();
+    let all_sim = opened.iter().all(|(_, ms)| ms.iter().all(|m| m.simulated));
     store.write(&Record::SenseStart {
         session_id: session.clone(),
         sensors: names.join(","),
@@ -220,7 +232,7 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
     let tty = std::io::stdout().is_terminal();
     eprintln!(
         "sensing {} sensor(s) into {} (session {session}){}",
-        opened.len(),
+        channels.len(),
         rt.lab.storage_path.display(),
         match args.duration {
             Some(d) => format!(" for {:.1} s", d.as_secs_f64()),
@@ -235,10 +247,10 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
     let mut view = View {
         tty,
         json: args.json,
-        sensors: opened
+        sensors: channels
             .iter()
-            .map(|(_, m)| Live {
-                name: m.name.clone(),
+            .map(|(name, _, _)| Live {
+                name: name.clone(),
                 last: None,
                 count: 0,
                 window_start: (0, 0),
@@ -248,19 +260,20 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
         drawn: false,
         last_draw: start,
     };
-    let metas: Vec<Arc<Meta>> = opened.iter().map(|(_, m)| m.clone()).collect();
     let (stored, reports) = std::thread::scope(|scope| {
         let handles: Vec<_> = opened
             .into_iter()
-            .map(|(dev, meta)| {
+            .map(|(dev, metas)| {
                 let tx = tx.clone();
                 let session = session.clone();
                 let stop = &stop;
                 let stamp = &stamp;
                 std::thread::Builder::new()
-                    .name(format!("sample-{}", meta.name))
+                    .name(format!("sample-{}", metas[0].name))
                     .spawn_scoped(scope, move || {
-                        sample_loop(dev, &meta, session, start, end, stop, stamp, tx)
+                        let stamps: Vec<Stamp<'_>> =
+                            metas.iter().map(|_| stamp as Stamp<'_>).collect();
+                        sample_loop(dev, &metas, session, start, end, stop, &stamps, tx)
                     })
                     .expect("spawn sampler thread")
             })
@@ -299,9 +312,9 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
     let interrupted = stop.load(Ordering::Relaxed);
     let missed: u64 = reports.iter().map(|r| r.missed).sum();
     let mut failures: Vec<String> = unusable;
-    for (m, r) in metas.iter().zip(&reports) {
-        if let Some(f) = &r.failed {
-            failures.push(format!("{}: {f}", m.name));
+    for (name, _, chip) in &channels {
+        if let Some(f) = &reports[*chip].failed {
+            failures.push(format!("{name}: {f}"));
         }
     }
     let status = if interrupted {
@@ -327,13 +340,14 @@ pub fn cmd_sense(lab_path: &std::path::Path, args: SenseArgs) -> anyhow::Result<
         }
     }
     eprintln!("stored {stored} samples in {elapsed:.2} s (session {session}, status {status})");
-    for (m, r) in metas.iter().zip(&reports) {
+    for (name, rate, chip) in &channels {
+        let r = &reports[*chip];
         eprintln!(
             "  {:<16} {:>8} samples  {:>7.1} Hz of {:.0} Hz  missed {}  read errors {}{}",
-            m.name,
+            name,
             r.samples,
             r.samples as f64 / elapsed.max(1e-9),
-            m.rate_hz,
+            rate,
             r.missed,
             r.errors,
             r.failed

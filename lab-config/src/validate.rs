@@ -1134,8 +1134,13 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
         }
     }
     for b in &lab.boards {
-        match catalog.platform_profiles(&b.platform) {
-            None => push(
+        // `profile = "OWNER/NAME"`: another platform's profile, run by this board's platform.
+        let (owner, name) = b
+            .profile
+            .split_once('/')
+            .unwrap_or((b.platform.as_str(), b.profile.as_str()));
+        let Some(_) = catalog.platform_profiles(&b.platform) else {
+            push(
                 b.platform_loc,
                 format!("{}.platform", b.field),
                 format!(
@@ -1143,14 +1148,24 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
                     b.platform
                 ),
                 ErrorKind::Unresolved,
-            ),
-            Some(profiles) if !profiles.contains(&b.profile) => push(
+            );
+            continue;
+        };
+        match catalog.platform_profiles(owner) {
+            None => push(
                 b.profile_loc,
                 format!("{}.profile", b.field),
                 format!(
-                    "platform {:?} has no profile {:?} (profiles: {})",
-                    b.platform,
-                    b.profile,
+                    "no loaded platform plugin provides platform {owner:?} (of profile {:?})",
+                    b.profile
+                ),
+                ErrorKind::Unresolved,
+            ),
+            Some(profiles) if !profiles.iter().any(|p| p == name) => push(
+                b.profile_loc,
+                format!("{}.profile", b.field),
+                format!(
+                    "platform {owner:?} has no profile {name:?} (profiles: {})",
                     profiles.join(", ")
                 ),
                 ErrorKind::Invalid,

@@ -54,6 +54,9 @@ pub(super) struct BoardJob<'a> {
     pub(super) bstate: std::cell::Cell<BoardState>,
     /// The fault of a run that ended the board's session, for the `off` event.
     pub(super) last_fault: std::cell::RefCell<Option<Fault>>,
+    /// When the board's sensor is a channel of a chip shared with other boards: its window
+    /// (the chip's sampler stamps into it) and the chip.
+    pub(super) shared: Option<(Arc<Window>, Arc<ChipShare>)>,
 }
 
 /// A model with its prompt, ready to run.
@@ -172,7 +175,12 @@ impl BoardJob<'_> {
         let period = sensor
             .as_ref()
             .and_then(|(_, meta)| Duration::try_from_secs_f64(1.0 / meta.rate_hz).ok());
-        let window = Window::new(period, start);
+        let own = Window::new(period, start);
+        let shared = self.shared.take();
+        // A shared chip's sampler stamps into the window the run made for this board.
+        let window: &Window = shared.as_ref().map_or(&own, |(w, _)| w);
+        // However this session ends (even by a panic), the shared chip learns it is done.
+        let _done = shared.as_ref().map(|(_, chip)| chip.done_guard());
         let board_stop = AtomicBool::new(false);
         let session_id: Arc<str> = format!("{}-{}", self.batch, self.name()).into();
         let tx = self.tx.clone();
@@ -180,7 +188,6 @@ impl BoardJob<'_> {
             // The board's sensor samples for the whole session; samples inside a run's window
             // carry its id and time from its t = 0.
             let sampler = sensor.map(|(dev, meta)| {
-                let window = &window;
                 let stop = &board_stop;
                 let session = session_id.clone();
                 let tx = tx.clone();
@@ -188,7 +195,16 @@ impl BoardJob<'_> {
                     .name(format!("sample-{}", meta.name))
                     .spawn_scoped(scope, move || {
                         let stamp = |t0: Instant, t1: Instant| window.stamp(t0, t1);
-                        let rep = sample_loop(dev, &meta, session, start, None, stop, &stamp, tx);
+                        let rep = sample_loop(
+                            dev,
+                            std::slice::from_ref(&meta),
+                            session,
+                            start,
+                            None,
+                            stop,
+                            &[&stamp],
+                            tx,
+                        );
                         window.sensor_gone(rep.failed.clone());
                         rep
                     })
@@ -198,7 +214,7 @@ impl BoardJob<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                ids.extend(self.run_model(m, midx, &window));
+                ids.extend(self.run_model(m, midx, window));
             }
             board_stop.store(true, Ordering::Relaxed);
             if let Some(h) = sampler {

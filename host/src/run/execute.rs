@@ -20,6 +20,7 @@ use crate::{
     rig::Rig,
     sample::Meta,
     store::{ingest, tee, Rec, Store, LIVE_TICK},
+    window::Window,
 };
 
 use super::*;
@@ -66,10 +67,30 @@ pub fn execute(
     let (tx, rx) = mpsc::channel::<Rec>();
     let mut jobs = vec![];
     let mut early: Vec<Arc<str>> = vec![];
+    // Sensors that are channels of one multi-channel chip with other boards of this run are
+    // sampled together, by one thread per chip (below); the others by their board.
+    let runnable: Vec<String> = boards
+        .iter()
+        .filter(|b| {
+            !rt.board_faults.contains_key(&b.name)
+                && rt.plugins.profile(&b.platform, &b.profile).is_some()
+        })
+        .filter_map(|b| b.sensor.clone())
+        .collect();
+    let shared_chips: Vec<Vec<lab_config::Sensor>> = crate::rig::chips(&rt.lab, &runnable)
+        .into_iter()
+        .filter(|c| c.len() > 1)
+        .map(|c| c.into_iter().cloned().collect())
+        .collect();
+    let chip_of = |sensor: &str| {
+        shared_chips
+            .iter()
+            .position(|c| c.iter().any(|s| s.name == sensor))
+    };
     for b in &boards {
         let fault = rt.board_faults.get(&b.name).cloned();
         let api = rt.plugins.platform(&b.platform);
-        let profile = rt.plugins.profile(&b.platform, &b.profile).cloned();
+        let profile = rt.plugins.profile(&b.platform, &b.profile);
         let (Some(api), Some(profile), None) = (api, profile, fault.clone()) else {
             let why = fault.unwrap_or_else(|| {
                 format!("platform {:?} has no profile {:?}", b.platform, b.profile)
@@ -101,7 +122,8 @@ pub fn execute(
         };
         let mut sensor = None;
         let mut rail = None;
-        if let Some(sname) = &b.sensor {
+        let share = b.sensor.as_deref().and_then(chip_of);
+        if let (Some(sname), None) = (&b.sensor, share) {
             let s = rt
                 .lab
                 .sensor(sname)
@@ -138,37 +160,119 @@ pub fn execute(
             plugin_version,
             sensor,
             rail,
+            share,
         ));
     }
+    // Open each shared chip once, with a window per board it measures.
+    let start = Instant::now();
+    let mut shares: Vec<Option<Arc<ChipShare>>> = vec![];
+    for chip in &shared_chips {
+        let rate = chip.iter().map(|s| s.rate_hz).fold(0.0, f64::max);
+        let period = Duration::try_from_secs_f64(1.0 / rate).ok();
+        match rig.open_chip(&rt, chip, rate) {
+            Ok(dev) => {
+                let metas = chip
+                    .iter()
+                    .map(|s| Meta {
+                        name: s.name.as_str().into(),
+                        board: rt
+                            .lab
+                            .board_of_sensor(&s.name)
+                            .map(|b| b.name.as_str().into()),
+                        simulated: rt.sensor_is_simulated(s),
+                        rate_hz: rate,
+                    })
+                    .collect();
+                let boards: Vec<String> = chip
+                    .iter()
+                    .filter_map(|s| rt.lab.board_of_sensor(&s.name).map(|b| b.name.clone()))
+                    .collect();
+                shares.push(Some(Arc::new(ChipShare {
+                    dev: Mutex::new(Some(dev)),
+                    metas,
+                    windows: chip
+                        .iter()
+                        .map(|_| Arc::new(Window::new(period, start)))
+                        .collect(),
+                    remaining: std::sync::atomic::AtomicUsize::new(boards.len()),
+                    stop: AtomicBool::new(false),
+                    boards,
+                    start,
+                })));
+            }
+            Err(why) => {
+                let names: Vec<&str> = chip.iter().map(|s| s.name.as_str()).collect();
+                progress.note(&format!(
+                    "sensor chip {} unusable, its boards run without power data: {why}",
+                    names.join("+")
+                ));
+                shares.push(None);
+            }
+        }
+    }
+    // A board on a shared chip drives its own channel's simulated rail.
+    for job in jobs.iter_mut() {
+        if let (Some(i), Some(s)) = (job.6, &job.0.sensor) {
+            if shares[i].is_some() {
+                job.5 = rig.rails.get(s).cloned();
+            }
+        }
+    }
     let ids = std::thread::scope(|scope| {
+        // One sampler per shared chip, for as long as any of its boards runs.
+        let chip_samplers: Vec<_> = shares
+            .iter()
+            .flatten()
+            .map(|share| {
+                let share = share.clone();
+                let tx = tx.clone();
+                let session: Arc<str> = format!("{batch}-{}", share.boards.join("+")).into();
+                let progress = &progress;
+                std::thread::Builder::new()
+                    .name(format!("sample-{}", share.metas[0].name))
+                    .spawn_scoped(scope, move || share.sample(session, tx, progress))
+                    .expect("spawn chip sampler")
+            })
+            .collect();
         let handles: Vec<_> = jobs
             .into_iter()
-            .map(|(board, profile, platform, plugin_version, sensor, rail)| {
-                let job = BoardJob {
-                    board,
-                    profile,
-                    platform,
-                    plugin_version,
-                    sensor,
-                    rail,
-                    models: &plans,
-                    args: &args,
-                    batch: &batch,
-                    firmware: &firmware,
-                    stop,
-                    progress: &progress,
-                    lab: &rt.lab,
-                    plugins: &rt.plugins,
-                    tx: tx.clone(),
-                    mqtt: mqtt.clone(),
-                    bstate: std::cell::Cell::new(BoardState::Off),
-                    last_fault: std::cell::RefCell::new(None),
-                };
-                std::thread::Builder::new()
-                    .name(format!("board-{}", job.board.name))
-                    .spawn_scoped(scope, move || job.run())
-                    .expect("spawn board thread")
-            })
+            .map(
+                |(board, profile, platform, plugin_version, sensor, rail, share)| {
+                    let shared = share.and_then(|i| shares[i].clone()).map(|s| {
+                        let ch = s
+                            .metas
+                            .iter()
+                            .position(|m| m.board.as_deref() == Some(board.name.as_str()))
+                            .unwrap_or(0);
+                        (s.windows[ch].clone(), s)
+                    });
+                    let job = BoardJob {
+                        board,
+                        profile,
+                        platform,
+                        plugin_version,
+                        sensor,
+                        rail,
+                        models: &plans,
+                        args: &args,
+                        batch: &batch,
+                        firmware: &firmware,
+                        stop,
+                        progress: &progress,
+                        lab: &rt.lab,
+                        plugins: &rt.plugins,
+                        tx: tx.clone(),
+                        mqtt: mqtt.clone(),
+                        bstate: std::cell::Cell::new(BoardState::Off),
+                        last_fault: std::cell::RefCell::new(None),
+                        shared,
+                    };
+                    std::thread::Builder::new()
+                        .name(format!("board-{}", job.board.name))
+                        .spawn_scoped(scope, move || job.run())
+                        .expect("spawn board thread")
+                },
+            )
             .collect();
         drop(tx);
         // The publisher gets every record the writer gets, as it arrives (not after DuckDB has
@@ -196,6 +300,9 @@ pub fn execute(
         let mut ids = early.clone();
         for h in handles {
             ids.extend(h.join().unwrap_or_default());
+        }
+        for h in chip_samplers {
+            let _ = h.join();
         }
         stored.map(|s| (ids, s))
     });

@@ -13,6 +13,7 @@
 mod align;
 mod args;
 mod board;
+mod chip;
 pub mod dry_run;
 mod execute;
 mod outcome;
@@ -31,6 +32,7 @@ use crate::{control, mqtt::Publisher, plugins::exe_dir, shutdown::stop_flag};
 use align::*;
 pub use args::RunArgs;
 use board::*;
+use chip::ChipShare;
 pub use execute::execute;
 pub use outcome::*;
 pub use plan::*;
