@@ -339,42 +339,52 @@ fn dot_q4(w: &[u8], x: &[i8], xsum: i32) -> i32 {
 }
 
 /// Dot product of one weight row (`nb` blocks starting at `row`) with a quantized activation, or
-/// with the f32 activation `x` for `f32` weights (the reference path).
+/// with the f32 activation `x` for `f32` weights (the reference path). One loop per format, so
+/// that each compiles to its own tight code (a shared loop with a per-block `match` made a change
+/// to one format's path cost another's); within each, the same operations in the same order as
+/// block by block, element by element: bit-exact across ports and with earlier builds.
 pub fn dot_row(q: Quant, row: &[u8], nb: usize, a: &QAct<'_>, x: &[f32]) -> f32 {
     let bb = q.block_bytes();
+    let blocks = row[..nb * bb].chunks_exact(bb);
+    let xq = |k: usize| &a.q[k * GROUP..(k + 1) * GROUP];
     let mut acc = 0f32;
-    for k in 0..nb {
-        let b = &row[k * bb..(k + 1) * bb];
-        let xq = &a.q[k * GROUP..(k + 1) * GROUP];
-        match q {
-            Quant::F32 => {
-                let lo = k * GROUP;
-                for i in 0..GROUP {
-                    if lo + i < x.len() {
-                        acc += f32_at(b, 4 * i) * x[lo + i];
-                    }
+    match q {
+        Quant::F32 => {
+            for (k, b) in blocks.enumerate() {
+                // A padded last group just stops early.
+                let xs = x.get(k * GROUP..).unwrap_or(&[]);
+                for (w, xv) in b.chunks_exact(4).zip(xs.iter().take(GROUP)) {
+                    acc += f32::from_le_bytes([w[0], w[1], w[2], w[3]]) * xv;
                 }
             }
-            Quant::Q8_0 => {
-                let s = dot_i8(&b[4..4 + GROUP], xq);
+        }
+        Quant::Q8_0 => {
+            for (k, b) in blocks.enumerate() {
+                let s = dot_i8(&b[4..4 + GROUP], xq(k));
                 acc += s as f32 * f32_at(b, 0) * a.scale[k];
             }
-            Quant::Q4_0 => {
-                let s = dot_q4(&b[4..4 + GROUP / 2], xq, a.sum[k]);
+        }
+        Quant::Q4_0 => {
+            for (k, b) in blocks.enumerate() {
+                let s = dot_q4(&b[4..4 + GROUP / 2], xq(k), a.sum[k]);
                 acc += s as f32 * f32_at(b, 0) * a.scale[k];
             }
-            Quant::Q3 => {
+        }
+        Quant::Q3 => {
+            for (k, b) in blocks.enumerate() {
                 let bits = q3_bits(b);
                 let mut s = 0i32;
-                for (i, &xv) in xq.iter().enumerate() {
+                for (i, &xv) in xq(k).iter().enumerate() {
                     s += (((bits >> (3 * i)) & 7) as i32 - 4) * i32::from(xv);
                 }
                 acc += s as f32 * f32_at(b, 0) * a.scale[k];
             }
-            Quant::Q2 => {
+        }
+        Quant::Q2 => {
+            for (k, b) in blocks.enumerate() {
                 let bits = q2_bits(b);
                 let mut s = 0i32;
-                for (i, &xv) in xq.iter().enumerate() {
+                for (i, &xv) in xq(k).iter().enumerate() {
                     s += ((bits >> (2 * i)) & 3) as i32 * i32::from(xv);
                 }
                 acc += (s as f32 * f32_at(b, 0) + a.sum[k] as f32 * f32_at(b, 4)) * a.scale[k];
