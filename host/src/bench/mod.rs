@@ -3,6 +3,8 @@
 //! loop, and prints both rates and their ratio. Also `bench firmware`, `bench mqtt` and
 //! `bench memory` (a real `labctl run` as a child, its resident set sampled).
 
+mod kernels;
+
 use crate::units::parse_duration;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -248,6 +250,26 @@ fn bench_firmware(preset: &str, tokens: usize, rounds: usize) -> anyhow::Result<
         );
     }
     println!("(tok/s counts every forward pass, prompt and generated; medians of the rounds)");
+    // Each kernel against plain C doing the same arithmetic, on a layer-sized matrix.
+    println!();
+    match kernels::compare(512, 512, 9, 20) {
+        Ok(runs) => {
+            println!(
+                "kernel (512 x 512 matrix-vector)  Rust us   C -O2 us   Rust/C speed   same result"
+            );
+            for r in runs {
+                println!(
+                    "{:<33} {:>8.1} {:>10.1} {:>13.2}x   {}",
+                    r.quant.name(),
+                    r.rust_s * 1e6,
+                    r.c_s * 1e6,
+                    r.c_s / r.rust_s,
+                    if r.equal { "yes" } else { "NO" }
+                );
+            }
+        }
+        Err(e) => println!("kernel comparison with C skipped: {e}"),
+    }
     Ok(())
 }
 
