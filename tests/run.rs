@@ -166,14 +166,7 @@ fn energy_per_token_matches_the_simulated_rail() {
             "--boards",
             "esp32s3-devkit",
         ])
-        .args([
-            "--model",
-            "small4m:q3",
-            "--tokens",
-            "460",
-            "--prompt",
-            "Hi",
-        ])
+        .args(["--model", "small4m:q3", "--tokens", "460", "--prompt", "Hi"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o).1);
