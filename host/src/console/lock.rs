@@ -19,18 +19,12 @@ pub struct TtyLock {
 
 /// The directory for `LCK..` files, under `LABCTL_SYSROOT` when set (tests).
 fn lock_dir() -> PathBuf {
-    let root = std::env::var_os("LABCTL_SYSROOT").map(PathBuf::from);
-    let under = |p: &str| match &root {
-        Some(r) => r.join(p.trim_start_matches('/')),
-        None => PathBuf::from(p),
-    };
-    for d in ["/run/lock", "/var/lock"] {
-        let d = under(d);
-        if writable(&d) {
-            return d;
-        }
-    }
-    std::env::temp_dir()
+    let root = super::usb::Sysroot::from_env();
+    ["/run/lock", "/var/lock"]
+        .into_iter()
+        .map(|d| root.path(d))
+        .find(|d| writable(d))
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 fn writable(dir: &Path) -> bool {

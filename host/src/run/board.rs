@@ -14,7 +14,7 @@ use std::{
 
 use abi_stable::std_types::{RNone, ROption, RSome};
 use lab_config::Board;
-use labctl_plugin_api::{profile::Profile, BoardSpec, ErrorKind, PlatformApiRef, PowerSensorBox};
+use labctl_plugin_api::{profile::Profile, ErrorKind, PlatformApiRef, PowerSensorBox};
 
 use crate::{
     clock,
@@ -299,15 +299,14 @@ impl BoardJob<'_> {
                 return vec![self.record_failed(m, midx, &f)];
             }
         };
-        let spec = BoardSpec {
-            board: name.as_str().into(),
-            profile: self.profile.to_json().into(),
-            serial: early.as_ref().map(|c| c.path()).unwrap_or_default().into(),
-            baud: console::baud(&self.board),
-            firmware: self.firmware.to_string_lossy().as_ref().into(),
-            model: m.file.path.to_string_lossy().as_ref().into(),
-            ctx_tokens: ctx as u32,
-        };
+        let spec = crate::bringup::spec(
+            &self.board,
+            &self.profile,
+            &early.as_ref().map(|c| c.path()).unwrap_or_default(),
+            self.firmware,
+            &m.file.path,
+            ctx as u32,
+        );
         let rail = match &self.rail {
             Some(r) => RSome(r.control()),
             None => RNone,

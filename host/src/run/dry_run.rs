@@ -5,9 +5,8 @@
 
 use std::{io::Write, path::Path};
 
-use abi_stable::std_types::RNone;
 use lab_config::{Board, ConsolePort, Reset};
-use labctl_plugin_api::{profile::ConsoleKind, BoardSpec};
+use labctl_plugin_api::profile::ConsoleKind;
 use serde::Serialize;
 
 use crate::{console, error::BadInput, model, rig::Runtime, run::RunArgs};
@@ -68,23 +67,12 @@ fn board_plan(rt: &Runtime, b: &Board, model: &Path, ctx: u32, firmware: &Path) 
     let mut out = vec![];
     let (argv, note) = power_line(rt, b);
     out.push(line("power", argv, note));
-    let Some(plugin) = rt.plugins.platform(&b.platform) else {
-        let why = rt
-            .plugins
-            .why_missing(&format!("platform {:?}", b.platform));
-        out.push(line("flash", vec![], format!("faulted: {why}")));
-        return out;
-    };
-    let Some(profile) = rt.plugins.profile(&b.platform, &b.profile) else {
-        out.push(line(
-            "flash",
-            vec![],
-            format!(
-                "faulted: platform {:?} has no profile {:?}",
-                b.platform, b.profile
-            ),
-        ));
-        return out;
+    let (api, profile) = match crate::bringup::platform_of(rt, b) {
+        Ok(p) => p,
+        Err(why) => {
+            out.push(line("flash", vec![], format!("faulted: {why}")));
+            return out;
+        }
     };
     let baud = console::baud(b);
     let console_path = match profile.console {
@@ -96,19 +84,8 @@ fn board_plan(rt: &Runtime, b: &Board, model: &Path, ctx: u32, firmware: &Path) 
             Err(e) => format!("<{e}>"),
         },
     };
-    let spec = BoardSpec {
-        board: b.name.as_str().into(),
-        profile: profile.to_json().into(),
-        serial: console_path.as_str().into(),
-        baud,
-        firmware: firmware.display().to_string().into(),
-        model: model.display().to_string().into(),
-        ctx_tokens: ctx,
-    };
-    let api = plugin
-        .platform
-        .expect("a platform plugin has the platform interface");
-    match (api.open_board())(&spec, RNone).into_result() {
+    let spec = crate::bringup::spec(b, &profile, &console_path, firmware, model, ctx);
+    match crate::bringup::open_session(api, &spec) {
         Ok(session) => {
             for s in session.plan() {
                 out.push(line(
@@ -118,7 +95,7 @@ fn board_plan(rt: &Runtime, b: &Board, model: &Path, ctx: u32, firmware: &Path) 
                 ));
             }
         }
-        Err(e) => out.push(line("flash", vec![], format!("error: {}", e.message))),
+        Err(e) => out.push(line("flash", vec![], format!("error: {e}"))),
     }
     match b.reset {
         Reset::None => {}
