@@ -33,6 +33,8 @@ pub struct TokenRow {
     pub token_id: i32,
     pub board_us: i64,
     pub host_rx_us: i64,
+    /// The token as text, when the model has a tokenizer.
+    pub piece: Option<String>,
 }
 
 /// One fact about a run, a board or a sensing session, in the order it happened. The store
@@ -123,6 +125,14 @@ pub struct RunStart {
     pub timing_source: String,
     pub clock_hz: i64,
     pub model_sha256: String,
+    /// Provenance of an imported model (its model card): source format, file name and SHA-256.
+    pub model_format: Option<String>,
+    pub model_source: Option<String>,
+    pub model_source_sha256: Option<String>,
+    /// `byte-level`, or the imported tokenizer (`spm:gguf (32000 pieces)`).
+    pub tokenizer: String,
+    /// The prompt's ids as sent (comma-separated), to reproduce the run elsewhere.
+    pub prompt_ids: String,
 }
 
 /// How a run ended.
@@ -138,6 +148,8 @@ pub struct RunEnd {
     pub align_err_us: Option<f64>,
     pub garbage_bytes: Option<i64>,
     pub bad_frames: Option<i64>,
+    /// The generated text, when the model has a tokenizer.
+    pub output_text: Option<String>,
 }
 
 /// A board's bring-up state machine: off → powered → flashed → booted → ready → running → off,

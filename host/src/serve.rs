@@ -36,6 +36,10 @@ struct Job {
     #[serde(default)]
     models: Vec<String>,
     prompt: Option<String>,
+    #[serde(default)]
+    prompt_ids: Vec<u32>,
+    #[serde(default)]
+    stop_at_eos: bool,
     tokens: Option<u32>,
     repeat: Option<u32>,
     warmup: Option<u32>,
@@ -77,6 +81,13 @@ fn parse_job(payload: &[u8]) -> Result<RunArgs, String> {
     if prompt.is_empty() || prompt.len() > MAX_PROMPT_BYTES {
         return Err(format!("prompt must be 1..={MAX_PROMPT_BYTES} bytes"));
     }
+    if job.prompt_ids.len() > fwcore::fw::MAX_PROMPT {
+        return Err(format!(
+            "prompt_ids holds {} ids; the firmware takes at most {}",
+            job.prompt_ids.len(),
+            fwcore::fw::MAX_PROMPT
+        ));
+    }
     if job.boards.iter().chain(&job.models).any(|s| s.is_empty()) {
         return Err("board and model names must not be empty".into());
     }
@@ -84,6 +95,8 @@ fn parse_job(payload: &[u8]) -> Result<RunArgs, String> {
         boards: job.boards,
         models: job.models,
         prompt,
+        prompt_ids: job.prompt_ids,
+        stop_at_eos: job.stop_at_eos,
         tokens,
         repeat,
         warmup,

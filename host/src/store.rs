@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// The schema this labctl writes. Files at a lower version are migrated on open; files at a
 /// higher version are refused.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. A new file runs all of them, so a fresh
 /// file and a migrated one have the same layout (column order matters to the Appender).
@@ -251,6 +251,17 @@ const MIGRATIONS: &[&str] = &[
         reason_code VARCHAR
     );
     "#,
+    // 4 → 5: real models: where an imported model came from, its tokenizer, the prompt's ids,
+    // and the text generated (per run and per token).
+    r#"
+    ALTER TABLE runs ADD COLUMN model_format VARCHAR;
+    ALTER TABLE runs ADD COLUMN model_source VARCHAR;
+    ALTER TABLE runs ADD COLUMN model_source_sha256 VARCHAR;
+    ALTER TABLE runs ADD COLUMN tokenizer VARCHAR;
+    ALTER TABLE runs ADD COLUMN prompt_ids VARCHAR;
+    ALTER TABLE runs ADD COLUMN output_text VARCHAR;
+    ALTER TABLE tokens ADD COLUMN piece VARCHAR;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -462,11 +473,13 @@ pub fn write_record(c: &Connection, r: &Record) -> duckdb::Result<()> {
     match r {
         Record::Start(v) => c
             .execute(
-                "INSERT INTO runs (run_id, started_at, board, platform, profile, model, quant, prompt_tokens, gen_tokens, status, simulated, labctl_version, plugin_version, batch_id, repeat_idx, prompt, timing_source, clock_hz, model_sha256) \
-                 VALUES (?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, started_at, board, platform, profile, model, quant, prompt_tokens, gen_tokens, status, simulated, labctl_version, plugin_version, batch_id, repeat_idx, prompt, timing_source, clock_hz, model_sha256, \
+                 model_format, model_source, model_source_sha256, tokenizer, prompt_ids) \
+                 VALUES (?, current_timestamp, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![&*v.run_id, v.board, v.platform, v.profile, v.model, v.quant, v.prompt_tokens, v.gen_tokens,
                         v.simulated, env!("CARGO_PKG_VERSION"), v.plugin_version, v.batch_id, v.repeat_idx, v.prompt,
-                        v.timing_source, v.clock_hz, v.model_sha256],
+                        v.timing_source, v.clock_hz, v.model_sha256, v.model_format, v.model_source,
+                        v.model_source_sha256, v.tokenizer, v.prompt_ids],
             )
             .map(|_| ()),
         Record::Firmware {
@@ -483,9 +496,9 @@ pub fn write_record(c: &Connection, r: &Record) -> duckdb::Result<()> {
             .execute(
                 "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, reason_code = ?, \
                  gen_tokens = coalesce(?, gen_tokens), align_offset_us = ?, align_err_us = ?, \
-                 garbage_bytes = ?, bad_frames = ? WHERE run_id = ?",
+                 garbage_bytes = ?, bad_frames = ?, output_text = coalesce(?, output_text) WHERE run_id = ?",
                 params![e.status, e.error, e.reason_code, e.gen_tokens, e.align_offset_us, e.align_err_us,
-                        e.garbage_bytes, e.bad_frames, &*e.run_id],
+                        e.garbage_bytes, e.bad_frames, e.output_text, &*e.run_id],
             )
             .map(|_| ()),
         Record::Ops { run_id, ops } => {
@@ -629,6 +642,7 @@ pub fn ingest<M: Into<Rec>>(
                                     t.token_id,
                                     t.board_us,
                                     t.host_rx_us,
+                                    t.piece,
                                 ])
                                 .map_err(&err)?;
                         }

@@ -1,7 +1,7 @@
 //! The firmware's main loop, shared by every port: announce itself, answer the host's frames,
 //! run prompts through the model and report every token, the operator breakdown and memory.
 //!
-//! Host → board: `HELLO`, `INFO`, `PROMPT gen=G n=N` followed by `IDS` frames carrying the N
+//! Host → board: `HELLO`, `INFO`, `PROMPT gen=G n=N [eos=E]` followed by `IDS` frames carrying the N
 //! prompt token ids (comma-separated, at most 64 per frame).
 //! Board → host: `READY`, `MODEL`, `TOK` per token, `OPS`, `MEM`, `DONE`, `ERR`.
 //! `docs/protocol.md` has the fields and examples.
@@ -141,6 +141,7 @@ pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
     let mut expected = 0usize;
     let mut got = 0usize;
     let mut gen = 0usize;
+    let mut eos: Option<u32> = None;
     ready(port);
     while let Some(b) = port.read_byte() {
         if reader.push(b) != Event::Line {
@@ -163,6 +164,8 @@ pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
                     expected = n as usize;
                     gen = g as usize;
                     got = 0;
+                    // Optional: stop decoding after this token (end of sequence).
+                    eos = frame.u32("eos").ok();
                 }
                 _ => err(port, "PROMPT needs n=1..1024 and gen"),
             },
@@ -187,7 +190,7 @@ pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
                     got = 0;
                 } else if expected > 0 && got == expected {
                     port.phase(true);
-                    generate(port, model, state, &prompt[..got], gen);
+                    generate(port, model, state, &prompt[..got], gen, eos);
                     port.phase(false);
                     expected = 0;
                     got = 0;
@@ -200,8 +203,16 @@ pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
 
 /// Prefill the prompt then decode `gen` tokens, reporting each: a `p` token when the model has
 /// processed that prompt token, a `d` token when it has produced that token. `cyc` is the cycles
-/// of computation since the previous report was sent.
-fn generate<P: Port>(port: &mut P, m: &Model<'_>, st: &mut State<'_>, prompt: &[u32], gen: usize) {
+/// of computation since the previous report was sent. With `eos`, decoding stops after the
+/// token that equals it (reported like any other).
+fn generate<P: Port>(
+    port: &mut P,
+    m: &Model<'_>,
+    st: &mut State<'_>,
+    prompt: &[u32],
+    gen: usize,
+    eos: Option<u32>,
+) {
     let n = prompt.len();
     if n + gen > st.ctx() + 1 {
         err(port, "prompt + gen exceeds the context this board holds");
@@ -242,9 +253,14 @@ fn generate<P: Port>(port: &mut P, m: &Model<'_>, st: &mut State<'_>, prompt: &[
         }
         report(port, &mut prev, i, "p", t);
     }
+    let mut made = 0;
     for g in 0..gen {
         let tok = argmax(st.logits);
         report(port, &mut prev, n + g, "d", tok);
+        made += 1;
+        if eos == Some(tok) {
+            break;
+        }
         if g + 1 < gen {
             if let Err(why) = step(port, st, &mut ops, tok, n + g) {
                 err(port, why);
@@ -274,7 +290,7 @@ fn generate<P: Port>(port: &mut P, m: &Model<'_>, st: &mut State<'_>, prompt: &[
             ("code", &port.code_bytes()),
         ],
     );
-    send(port, "DONE", &[("tokens", &(n + gen))]);
+    send(port, "DONE", &[("tokens", &(n + made))]);
 }
 
 fn fmt_into(buf: &mut [u8], args: core::fmt::Arguments<'_>) -> usize {

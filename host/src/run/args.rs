@@ -14,9 +14,17 @@ pub struct RunArgs {
     /// default stories260k:q8_0). Every board runs every model.
     #[arg(long = "model")]
     pub models: Vec<String>,
-    /// Prompt text, tokenized byte-level (see docs/running.md).
+    /// Prompt text: tokenized by the model's own tokenizer (imported models), byte-level for
+    /// generated presets (see docs/running.md).
     #[arg(long, default_value = "Once upon a time, a little robot")]
     pub prompt: String,
+    /// Exact prompt token ids, comma-separated (e.g. 1,300,301), instead of tokenizing --prompt:
+    /// to reproduce a run against another implementation.
+    #[arg(long = "prompt-ids", value_delimiter = ',')]
+    pub prompt_ids: Vec<u32>,
+    /// End a run when the model produces its end-of-sequence token (models with a tokenizer).
+    #[arg(long)]
+    pub stop_at_eos: bool,
     /// Tokens to generate per run.
     #[arg(long, default_value_t = 32)]
     pub tokens: u32,

@@ -65,6 +65,69 @@ pub(super) struct ModelPlan {
     pub(super) prompt_ids: Vec<u32>,
     /// SHA-256 of the model file, hex (stored in `runs.model_sha256`).
     pub(super) sha256: String,
+    /// The imported model's card (provenance, tokenizer), when it has one.
+    pub(super) card: Option<model::card::Card>,
+    /// The tokenizer that turns generated ids into text, when the model has one.
+    pub(super) tokenizer: Option<Arc<model::tokenizer::Spm>>,
+    /// Decoding stops at this id (`--stop-at-eos`).
+    pub(super) eos: Option<u32>,
+}
+
+impl ModelPlan {
+    /// The fields of a run's first row that come from the model and its prompt.
+    pub(super) fn run_start(&self) -> RunStart {
+        let src = self.card.as_ref().map(|c| &c.source);
+        RunStart {
+            model: self.file.name(),
+            quant: self.file.cfg.quant.name().to_string(),
+            prompt_tokens: self.prompt_ids.len() as i32,
+            model_sha256: self.sha256.clone(),
+            model_format: src.map(|s| s.format.clone()),
+            model_source: src.map(|s| s.file.clone()),
+            model_source_sha256: src.map(|s| s.sha256.clone()),
+            tokenizer: match &self.card {
+                Some(c) => c.tokenizer_label(),
+                None => "byte-level".into(),
+            },
+            prompt_ids: self
+                .prompt_ids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            ..Default::default()
+        }
+    }
+
+    /// A token as text for `tokens.piece`: the tokenizer's piece, or the byte-level tokenizer's
+    /// character for ids below 128.
+    pub(super) fn piece(&self, id: u32) -> Option<String> {
+        match &self.tokenizer {
+            Some(t) => Some(t.vocab.piece(id)),
+            None if self.card.is_none() && id < 128 => Some(char::from(id as u8).to_string()),
+            None => None,
+        }
+    }
+
+    /// The text of generated ids.
+    pub(super) fn text(&self, ids: &[u32]) -> Option<String> {
+        match &self.tokenizer {
+            Some(t) => Some(t.continuation(ids)),
+            // Byte-level: ids are bytes; ids past 255 (a generated model's vocabulary is
+            // larger) are no text and show as U+FFFD.
+            None if self.card.is_none() => {
+                let mut b = Vec::with_capacity(ids.len());
+                for &i in ids {
+                    match u8::try_from(i) {
+                        Ok(x) => b.push(x),
+                        Err(_) => b.extend_from_slice("\u{fffd}".as_bytes()),
+                    }
+                }
+                Some(String::from_utf8_lossy(&b).into_owned())
+            }
+            None => None,
+        }
+    }
 }
 
 impl BoardJob<'_> {
@@ -152,9 +215,6 @@ impl BoardJob<'_> {
             board: self.board.name.clone(),
             platform: self.board.platform.clone(),
             profile: self.board.profile.clone(),
-            model: m.file.name(),
-            quant: m.file.cfg.quant.name().to_string(),
-            prompt_tokens: m.prompt_ids.len() as i32,
             gen_tokens: self.args.tokens as i32,
             simulated: self.profile.emulated,
             plugin_version: self.plugin_version.clone(),
@@ -163,7 +223,7 @@ impl BoardJob<'_> {
             prompt: self.args.prompt.clone(),
             timing_source: self.profile.timing_label(),
             clock_hz: self.profile.clock_hz as i64,
-            model_sha256: m.sha256.clone(),
+            ..m.run_start()
         }));
     }
 
@@ -425,7 +485,7 @@ impl BoardJob<'_> {
                     }));
                 }
                 if let Some(id) = run_id {
-                    self.store_run(&id, res, &link);
+                    self.store_run(&id, m, res, &link);
                 }
                 self.progress.note(&msg);
                 if failed {
@@ -459,7 +519,7 @@ impl BoardJob<'_> {
     }
 
     /// Sends a finished (or failed) run's tokens, memory, operators and ground truth to the writer.
-    pub(super) fn store_run(&self, run_id: &Arc<str>, res: RunResult, link: &Link) {
+    pub(super) fn store_run(&self, run_id: &Arc<str>, m: &ModelPlan, res: RunResult, link: &Link) {
         let t0_ns = res.t0_ns;
         let al = align(&res.toks);
         let rows: Vec<TokenRow> = res
@@ -480,9 +540,17 @@ impl BoardJob<'_> {
                     token_id: t.id,
                     board_us: t.board_us as i64,
                     host_rx_us: (clock::ns_of(t.rx) as i64 - t0_ns as i64) / 1000,
+                    piece: u32::try_from(t.id).ok().and_then(|id| m.piece(id)),
                 }
             })
             .collect();
+        let generated_ids: Vec<u32> = res
+            .toks
+            .iter()
+            .filter(|t| t.decode)
+            .filter_map(|t| u32::try_from(t.id).ok())
+            .collect();
+        let output_text = m.text(&generated_ids);
         let generated = rows.iter().filter(|r| r.phase == "decode").count() as i32;
         let _ = self.tx.send(Rec::Tokens(rows));
         let (gb, gf) = link.garbage();
@@ -498,6 +566,7 @@ impl BoardJob<'_> {
             align_err_us: med,
             garbage_bytes: Some(gb as i64),
             bad_frames: Some(gf as i64),
+            output_text,
         }));
         if let Some(ops) = res.ops.clone() {
             self.rec(Record::Ops {

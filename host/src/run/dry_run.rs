@@ -137,8 +137,13 @@ pub fn cmd(lab_path: &Path, args: &RunArgs) -> anyhow::Result<()> {
     if args.models.len() > 1 {
         return Err(BadInput("--dry-run shows one model's plan; give one --model".into()).into());
     }
-    // The byte-level prompt of generated models: one token per byte.
-    let ctx = args.prompt.len() as u32 + args.tokens;
+    // One token per prompt byte (byte-level presets; a model's own tokenizer makes fewer).
+    let prompt = if args.prompt_ids.is_empty() {
+        args.prompt.len() as u32
+    } else {
+        args.prompt_ids.len() as u32
+    };
+    let ctx = prompt + args.tokens;
     let firmware = crate::run::find_firmware();
     let mut lines = vec![];
     for b in rt

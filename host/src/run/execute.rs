@@ -103,11 +103,8 @@ pub fn execute(
                     board: b.name.clone(),
                     platform: b.platform.clone(),
                     profile: b.profile.clone(),
-                    model: m.file.name(),
-                    quant: m.file.cfg.quant.name().to_string(),
                     batch_id: batch.clone(),
-                    model_sha256: m.sha256.clone(),
-                    ..Default::default()
+                    ..m.run_start()
                 }))));
                 let _ = tx.send(Rec::Run(Box::new(Record::End(RunEnd {
                     run_id: id.clone(),

@@ -60,7 +60,49 @@ pub fn plan(lab_path: &Path, args: RunArgs) -> anyhow::Result<Plan> {
     for spec in &specs {
         let path = model::resolve(spec, &cache)?;
         let file = ModelFile::load(&path)?;
-        let prompt_ids = model::encode(&args.prompt, file.cfg.vocab_size)?;
+        let sha256 = model::sha256_hex(&file.bytes);
+        let card = model::card::Card::load_for(&path, &sha256).map_err(BadInput)?;
+        let tokenizer = card
+            .as_ref()
+            .and_then(|c| c.tokenizer.clone())
+            .map(|v| Arc::new(model::tokenizer::Spm::new(v)));
+        let vocab = file.cfg.vocab_size;
+        let prompt_ids = if !args.prompt_ids.is_empty() {
+            if let Some(bad) = args.prompt_ids.iter().find(|&&i| i >= vocab) {
+                return Err(BadInput(format!(
+                    "--prompt-ids: id {bad} is outside the vocabulary of {} ({vocab} tokens)",
+                    path.display()
+                ))
+                .into());
+            }
+            args.prompt_ids.clone()
+        } else {
+            match (&tokenizer, &card) {
+                (Some(t), _) => t.encode(&args.prompt, t.vocab.add_bos),
+                (None, Some(_)) => {
+                    return Err(BadInput(format!(
+                        "{} was imported without a tokenizer: give the prompt as --prompt-ids (or re-import with --tokenizer)",
+                        path.display()
+                    ))
+                    .into())
+                }
+                (None, None) => model::encode(&args.prompt, vocab)?,
+            }
+        };
+        if prompt_ids.is_empty() {
+            return Err(BadInput("the prompt has no tokens".into()).into());
+        }
+        let eos = match (&tokenizer, args.stop_at_eos) {
+            (Some(t), true) => Some(t.vocab.eos),
+            (None, true) => {
+                return Err(BadInput(format!(
+                    "--stop-at-eos: {} has no tokenizer, so no end-of-sequence token",
+                    path.display()
+                ))
+                .into())
+            }
+            (_, false) => None,
+        };
         if prompt_ids.len() > fwcore::fw::MAX_PROMPT {
             return Err(BadInput(format!(
                 "--prompt is {} tokens; the firmware takes at most {}",
@@ -80,11 +122,13 @@ pub fn plan(lab_path: &Path, args: RunArgs) -> anyhow::Result<Plan> {
             ))
             .into());
         }
-        let sha256 = model::sha256_hex(&file.bytes);
         plans.push(Arc::new(ModelPlan {
             file,
             prompt_ids,
             sha256,
+            card,
+            tokenizer,
+            eos,
         }));
     }
     Ok(Plan {

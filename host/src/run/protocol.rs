@@ -162,7 +162,13 @@ impl BoardJob<'_> {
             };
         };
         let sent = (|| -> std::io::Result<()> {
-            link.send("PROMPT", &[("gen", &self.args.tokens), ("n", &n)])?;
+            match m.eos {
+                Some(eos) => link.send(
+                    "PROMPT",
+                    &[("gen", &self.args.tokens), ("n", &n), ("eos", &eos)],
+                )?,
+                None => link.send("PROMPT", &[("gen", &self.args.tokens), ("n", &n)])?,
+            }
             for chunk in m.prompt_ids.chunks(IDS_PER_FRAME) {
                 let ids = chunk
                     .iter()

@@ -1,6 +1,16 @@
-//! Model files on the host: `labctl model gen|inspect|fit|presets|validate`, resolving a run's
-//! `--model` (a file, or a preset generated once into a cache beside the database), the
-//! byte-level tokenizer, and quantization accuracy under teacher forcing.
+//! Model files on the host: `labctl model gen|import|inspect|fit|presets|validate`, resolving a
+//! run's `--model` (a file, or a preset generated once into a cache beside the database), the
+//! byte-level tokenizer, and quantization accuracy under teacher forcing. Importing other
+//! formats lives in the submodules: readers ([`gguf`], [`llama2c`]) build a [`source::Source`],
+//! [`import`] writes it as a labctl model, [`card`] keeps its provenance and [`tokenizer`].
+
+pub mod card;
+pub mod from_file;
+pub mod gguf;
+pub mod import;
+pub mod llama2c;
+pub mod source;
+pub mod tokenizer;
 
 use clap::Subcommand;
 
@@ -33,6 +43,37 @@ pub enum ModelCmd {
         #[arg(long, default_value_t = crate::model::DEFAULT_SEED)]
         seed: u32,
     },
+    /// Import a GGUF file (llama architecture) or a llama2.c checkpoint as a labctl model file,
+    /// with its tokenizer and provenance in a model card beside it (OUT.json).
+    Import {
+        file: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Store as this quantization. Default: the source's own (Q8_0 and Q4_0 are repacked
+        /// without requantizing), f32 for float models.
+        #[arg(long)]
+        quant: Option<String>,
+        /// The tokenizer: llama2.c's tokenizer.bin, or a GGUF whose vocabulary to use. Default:
+        /// a GGUF's own; for a llama2.c checkpoint, tokenizer.bin beside it if there is one.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Keep at most this many tokens of context (a smaller RoPE table in flash).
+        #[arg(long)]
+        ctx: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Token ids of a text under a model's tokenizer (its card's), each id's piece, and the
+    /// ids decoded back to text.
+    Tokenize {
+        file: PathBuf,
+        text: String,
+        /// Leave out the BOS token the tokenizer adds by default.
+        #[arg(long)]
+        no_bos: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Architecture, parameters, bytes per tensor and quantization of a model file.
     Inspect {
         file: PathBuf,
@@ -59,9 +100,13 @@ pub enum ModelCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Top-1 agreement and KL of every quantization of a generated model against f32.
+    /// Top-1 agreement and KL of every quantization of a model against its f32 reference (a
+    /// generated model's master weights, or an imported model's source file).
     Validate {
         file: PathBuf,
+        /// The source an imported model came from (default: the file its card names, beside it).
+        #[arg(long)]
+        source: Option<PathBuf>,
         #[arg(long, default_value = "Once upon a time, a little robot")]
         prompt: String,
         /// Tokens the f32 reference generates after the prompt (the teacher-forced sequence).
@@ -149,7 +194,7 @@ fn preset(name: &str) -> Result<&'static Preset, BadInput> {
 }
 
 /// Writes `bytes` to `path` atomically (a partly written model is never left behind).
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -317,7 +362,22 @@ pub fn validate(cfg: &Config, seed: u32, prompt: &[u32], gen: usize) -> Vec<(Qua
         },
         seed,
     );
-    let reference = Model::from_bytes(&reference_bytes).expect("generated model is valid");
+    let make = |q: Quant| Some(gen::generate(&Config { quant: q, ..*cfg }, seed));
+    validate_with(&reference_bytes, make, prompt, gen)
+}
+
+/// Teacher-forced agreement of the models `make` builds (one per quantization) with the f32
+/// `reference_bytes`.
+pub fn validate_with(
+    reference_bytes: &[u8],
+    make: impl Fn(Quant) -> Option<Vec<u8>>,
+    prompt: &[u32],
+    gen: usize,
+) -> Vec<(Quant, Agreement)> {
+    let Ok(reference) = Model::from_bytes(reference_bytes) else {
+        return vec![];
+    };
+    let cfg = &reference.cfg;
     let ctx = (prompt.len() + gen).min(cfg.seq_len as usize);
     let seq = match gen::greedy(&reference, prompt, ctx.saturating_sub(prompt.len())) {
         Ok(s) => s,
@@ -329,7 +389,7 @@ pub fn validate(cfg: &Config, seed: u32, prompt: &[u32], gen: usize) -> Vec<(Qua
     [Quant::Q8_0, Quant::Q4_0, Quant::Q3, Quant::Q2]
         .into_iter()
         .filter_map(|q| {
-            let bytes = gen::generate(&Config { quant: q, ..*cfg }, seed);
+            let bytes = make(q)?;
             let m = Model::from_bytes(&bytes).ok()?;
             let d = gen::distributions(&m, &seq[..seq.len() - 1]).ok()?;
             Some((q, gen::agreement(&ref_d, &d)))
@@ -473,12 +533,73 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
             );
             Ok(())
         }
+        ModelCmd::Import {
+            file,
+            output,
+            quant,
+            tokenizer,
+            ctx,
+            json,
+        } => {
+            let q = quant.as_deref().map(parse_quant).transpose()?;
+            let r = from_file::import_file(&file, &output, q, tokenizer.as_deref(), ctx)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                from_file::print_report(&r);
+            }
+            Ok(())
+        }
+        ModelCmd::Tokenize {
+            file,
+            text,
+            no_bos,
+            json,
+        } => {
+            let m = ModelFile::load(&file)?;
+            let card = card::Card::load_for(&file, &sha256_hex(&m.bytes)).map_err(BadInput)?;
+            let (ids, pieces, decoded) = match card.and_then(|c| c.tokenizer) {
+                Some(v) => {
+                    let bos = v.add_bos && !no_bos;
+                    let t = tokenizer::Spm::new(v);
+                    let ids = t.encode(&text, bos);
+                    let pieces: Vec<String> = ids.iter().map(|&i| t.vocab.piece(i)).collect();
+                    let decoded = t.decode(&ids);
+                    (ids, pieces, decoded)
+                }
+                None => {
+                    let ids = encode(&text, m.cfg.vocab_size)?;
+                    let pieces = ids.iter().map(|&i| format!("<0x{i:02X}>")).collect();
+                    (ids, pieces, text.clone())
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"ids": ids, "pieces": pieces, "decoded": decoded})
+                    )?
+                );
+            } else {
+                for (i, p) in ids.iter().zip(&pieces) {
+                    println!("{i:>7}  {p:?}");
+                }
+                println!("decoded: {decoded:?}");
+            }
+            Ok(())
+        }
         ModelCmd::Inspect { file, json } => {
             let m = ModelFile::load(&file)?;
             let t = tensors(&m.cfg);
+            let card = card::Card::load_for(&file, &sha256_hex(&m.bytes)).map_err(BadInput)?;
             if json {
                 let v = json!({
                     "file": file, "bytes": m.bytes.len(), "seed": m.seed,
+                    "source": card.as_ref().map(|c| &c.source),
+                    "tokenizer": card.as_ref().map(|c| c.tokenizer_label()),
+                    "tokenizer_file": card.as_ref().and_then(|c| c.tokenizer_file.as_ref()),
+                    "conversions": card.as_ref().map(|c| &c.conversions),
+                    "rope": card.as_ref().map(|c| json!({"base": c.rope_base, "dims": c.rope_dim})),
                     "config": config_json(&m.cfg),
                     "tensors": t.iter().map(|(n, s, b, k)| json!({"name": n, "shape": s, "bytes": b, "storage": k})).collect::<Vec<_>>(),
                 });
@@ -502,6 +623,32 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
                         String::new()
                     }
                 );
+                if let Some(c) = &card {
+                    println!(
+                        "  imported from {} ({}{}, SHA-256 {}), RoPE base {} over {} dims",
+                        c.source.file,
+                        c.source.format,
+                        c.source
+                            .name
+                            .as_ref()
+                            .map(|n| format!(" \"{n}\""))
+                            .unwrap_or_default(),
+                        c.source.sha256,
+                        c.rope_base,
+                        c.rope_dim
+                    );
+                    for r in &c.conversions {
+                        println!("  {:>4} tensors {} -> {} ({})", r.tensors, r.from, r.to, r.how);
+                    }
+                    println!(
+                        "  tokenizer: {}{}",
+                        c.tokenizer_label(),
+                        c.tokenizer_file
+                            .as_ref()
+                            .map(|p| format!(" from {}", p.file))
+                            .unwrap_or_default()
+                    );
+                }
                 for (n, s, b, k) in &t {
                     println!("  {n:<24} {s:>12}  {:>11}  {k}", human(*b));
                 }
@@ -559,11 +706,22 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
         }
         ModelCmd::Validate {
             file,
+            source,
             prompt,
             tokens,
             json,
         } => {
             let m = ModelFile::load(&file)?;
+            let card = card::Card::load_for(&file, &sha256_hex(&m.bytes)).map_err(BadInput)?;
+            if let Some(c) = &card {
+                let ids = match &c.tokenizer {
+                    Some(v) => tokenizer::Spm::new(v.clone()).encode(&prompt, v.add_bos),
+                    None => vec![0],
+                };
+                let rows = from_file::validate_imported(&m, c, source.as_deref(), &ids, tokens)?;
+                print_validation(&rows, json)?;
+                return Ok(());
+            }
             if m.seed == 0 {
                 return Err(BadInput(format!(
                     "{}: not generated by labctl (no seed), so there is no f32 reference to compare with",
