@@ -20,8 +20,8 @@ const MAX_SOURCE_BYTES: u64 = 16 << 30;
 /// Reads a whole input file; devices, directories and FIFOs are refused before reading, so
 /// `/dev/zero` cannot make labctl allocate without bound.
 pub fn read_input(path: &Path, what: &str) -> Result<Vec<u8>, BadInput> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| BadInput(format!("{what} {}: {e}", path.display())))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| BadInput(format!("{what} {}: {e}", path.display())))?;
     if !meta.is_file() {
         return Err(BadInput(format!(
             "{what} {}: not a regular file",
@@ -156,7 +156,10 @@ pub fn import_file(
         None => {
             let beside = file.with_file_name("tokenizer.bin");
             if src.format.starts_with("llama2c") && beside.is_file() {
-                notes.push(format!("tokenizer: {} (beside the checkpoint)", beside.display()));
+                notes.push(format!(
+                    "tokenizer: {} (beside the checkpoint)",
+                    beside.display()
+                ));
                 let (v, p) = read_tokenizer(&beside, vocab_size)?;
                 (Some(v), Some(p))
             } else {
@@ -182,9 +185,10 @@ pub fn import_file(
     } = imported;
     notes.extend(more);
     let name = if src.format == "gguf" {
-        gguf::parse(&bytes)
-            .ok()
-            .and_then(|g| g.get("general.name").and_then(|v| v.as_str().map(String::from)))
+        gguf::parse(&bytes).ok().and_then(|g| {
+            g.get("general.name")
+                .and_then(|v| v.as_str().map(String::from))
+        })
     } else {
         None
     };

@@ -188,7 +188,11 @@ fn push_rope(out: &mut Vec<u8>, seq_len: usize, head_dim: usize, rope_dim: usize
 
 /// Imports `src` as quantization `quant` (default [`natural_quant`]) with at most `ctx` tokens
 /// of context (default the model's).
-pub fn import(src: &Source<'_>, quant: Option<Quant>, ctx: Option<usize>) -> Result<Imported, String> {
+pub fn import(
+    src: &Source<'_>,
+    quant: Option<Quant>,
+    ctx: Option<usize>,
+) -> Result<Imported, String> {
     src.check_shapes()?;
     let h = &src.hyper;
     let q = match quant {

@@ -160,7 +160,17 @@ fn assemble<'a>(
         m.w2.into_iter(),
         m.w3.into_iter(),
     );
-    while let (Some(att_norm), Some(ffn_norm), Some(wq), Some(wk), Some(wv), Some(wo), Some(w1), Some(w2), Some(w3)) = (
+    while let (
+        Some(att_norm),
+        Some(ffn_norm),
+        Some(wq),
+        Some(wk),
+        Some(wv),
+        Some(wo),
+        Some(w1),
+        Some(w2),
+        Some(w3),
+    ) = (
         it.0.next(),
         it.1.next(),
         it.2.next(),
@@ -219,10 +229,7 @@ pub fn read(b: &[u8]) -> Result<Source<'_>, String> {
         x => return Err(format!("shared-classifier byte is {x} (0 or 1 expected)")),
     };
     let (d, l) = (h.dim, h.n_layers);
-    let mut c = Cur {
-        b,
-        at: HEADER_V1,
-    };
+    let mut c = Cur { b, at: HEADER_V1 };
     let att = c.per_layer("rms_att", Encoding::F32, l, 1, d)?;
     let ffn = c.per_layer("rms_ffn", Encoding::F32, l, 1, d)?;
     let norm = c.tensor("rms_final".into(), Encoding::F32, 1, d)?;

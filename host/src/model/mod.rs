@@ -638,7 +638,10 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
                         c.rope_dim
                     );
                     for r in &c.conversions {
-                        println!("  {:>4} tensors {} -> {} ({})", r.tensors, r.from, r.to, r.how);
+                        println!(
+                            "  {:>4} tensors {} -> {} ({})",
+                            r.tensors, r.from, r.to, r.how
+                        );
                     }
                     println!(
                         "  tokenizer: {}{}",

@@ -16,7 +16,9 @@ pub enum Encoding {
     /// j and weight j + 16 in its high nibble, value (nibble − 8) · scale.
     GgmlQ4_0,
     /// llama2.c v2 (`runq`): all of a tensor's i8 values, then one f32 scale per `group` values.
-    Llama2cQ8 { group: usize },
+    Llama2cQ8 {
+        group: usize,
+    },
 }
 
 impl Encoding {

@@ -89,7 +89,11 @@ impl Vocab {
                 "the tokenizer has {n} tokens, the model's vocabulary {model_vocab}"
             ));
         }
-        for (what, id) in [("BOS", Some(self.bos)), ("EOS", Some(self.eos)), ("UNK", self.unk)] {
+        for (what, id) in [
+            ("BOS", Some(self.bos)),
+            ("EOS", Some(self.eos)),
+            ("UNK", self.unk),
+        ] {
             if let Some(id) = id.filter(|&i| i as usize >= n) {
                 return Err(format!("{what} id {id} is outside the vocabulary of {n}"));
             }
@@ -156,9 +160,7 @@ impl Spm {
             .get(&format!("<0x{b:02X}>"))
             .or_else(|| {
                 let s = [b];
-                std::str::from_utf8(&s)
-                    .ok()
-                    .and_then(|s| self.index.get(s))
+                std::str::from_utf8(&s).ok().and_then(|s| self.index.get(s))
             })
             .copied()
             .or(self.vocab.unk)
@@ -266,7 +268,10 @@ impl Spm {
 
     /// Text of generated ids, as they continue a prompt (no space is removed).
     pub fn continuation(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&i| self.vocab.piece_bytes(i)).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&i| self.vocab.piece_bytes(i))
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 }
@@ -406,7 +411,9 @@ mod tests {
         assert_eq!(v.tokens[259], "\u{2581}a");
         let t = Spm::new(v);
         assert_eq!(t.encode("a a", true), vec![1, 259, 259]);
-        assert!(read_tokenizer_bin(&b, 263).unwrap_err().contains("ends inside"));
+        assert!(read_tokenizer_bin(&b, 263)
+            .unwrap_err()
+            .contains("ends inside"));
         assert!(read_tokenizer_bin(&b, 261).unwrap_err().contains("bigger"));
         assert!(read_tokenizer_bin(&b[..3], 262).is_err());
     }
