@@ -70,7 +70,7 @@ fn dequantized_matrices(path: &Path) -> Vec<f32> {
     let kv = hd * kvh;
     let mut off = 64 + seq * hd / 2 * 8;
     let mut out = vec![];
-    let mut matrix = |off: &mut usize, rows: usize, cols: usize, out: &mut Vec<f32>| {
+    let matrix = |off: &mut usize, rows: usize, cols: usize, out: &mut Vec<f32>| {
         for _ in 0..rows {
             let mut row = vec![];
             for _ in 0..cols.div_ceil(32) {

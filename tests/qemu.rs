@@ -329,6 +329,8 @@ fn reported_memory_agrees_with_the_linker_map() {
     );
 }
 
+/// The DSP image's q8_0 kernel (SMLAD) is bit-exact with the plain one and faster; its q4_0 is
+/// the plain kernel (an SMLAD version needed more instructions), so the tokens match there too.
 #[test]
 fn the_dsp_kernels_are_bit_exact_and_faster() {
     if !have_qemu() {
@@ -361,7 +363,9 @@ fn the_dsp_kernels_are_bit_exact_and_faster() {
             "{quant} decode ticks: plain {p}, dsp {d} ({:.1} % fewer)",
             (1.0 - d as f64 / p as f64) * 100.0
         );
-        assert!(d < p, "{quant}: the DSP kernel takes fewer cycles");
+        if quant == "q8_0" {
+            assert!(d < p, "{quant}: the DSP kernel takes fewer cycles");
+        }
     }
 }
 

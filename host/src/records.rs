@@ -42,7 +42,7 @@ pub struct TokenRow {
 #[derive(Debug, Clone)]
 pub enum Record {
     /// A run begins (status `running`).
-    Start(RunStart),
+    Start(Box<RunStart>),
     /// The firmware the board reported and the CRC-32 of the model it holds.
     Firmware {
         run_id: Arc<str>,

@@ -4,7 +4,7 @@
 
 use crate::math::{exp, sqrt};
 use crate::model::{f32_le, Config, Model};
-use crate::quant::{blocks_per_row, dequantize_block, dot_row, quantize_act, QAct, Quant, GROUP};
+use crate::quant::{blocks_per_row, dequantize_block, matvec, quantize_act, QAct, Quant, GROUP};
 
 /// Buffer sizes (in elements) a [`State`] needs for a context of `ctx` tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,14 +181,10 @@ impl<C: Clock, const ON: bool> Meter<'_, C, ON> {
 
 /// `out[r] = W[r,:] · x` for a quantized (or f32) matrix starting at `w`.
 fn matmul(out: &mut [f32], w: &[u8], q: Quant, cols: usize, x: &[f32], st: &mut QAct<'_>) {
-    let nb = blocks_per_row(cols);
-    let row_bytes = nb * q.block_bytes();
     if q != Quant::F32 {
         quantize_act(x, st);
     }
-    for (r, o) in out.iter_mut().enumerate() {
-        *o = dot_row(q, &w[r * row_bytes..(r + 1) * row_bytes], nb, st, x);
-    }
+    matvec(q, w, blocks_per_row(cols), st, x, out);
 }
 
 fn rmsnorm(out: &mut [f32], x: &[f32], w: &[u8], eps: f32) {
@@ -200,7 +196,7 @@ fn rmsnorm(out: &mut [f32], x: &[f32], w: &[u8], eps: f32) {
 }
 
 fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::MIN, |m, &v| m.max(v));
+    let max = x.iter().fold(f32::MIN, |m, &v| crate::math::max(m, v));
     let mut sum = 0.0;
     for v in x.iter_mut() {
         *v = exp(*v - max);

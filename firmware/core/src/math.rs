@@ -25,6 +25,18 @@ pub fn exp(x: f32) -> f32 {
     p * f32::from_bits(bits)
 }
 
+/// The larger of `m` and `v`, keeping `m` when `v` is NaN: what `f32::max` gives for a running
+/// maximum that starts from a number, as two instructions instead of a call to libm's `fmaxf`
+/// on cores without a native max (Cortex-M4).
+#[inline(always)]
+pub fn max(m: f32, v: f32) -> f32 {
+    if v > m {
+        v
+    } else {
+        m
+    }
+}
+
 /// √x for x ≥ 0 (Newton's method from an exponent-halving guess).
 pub fn sqrt(x: f32) -> f32 {
     if x <= 0.0 || x.is_nan() {

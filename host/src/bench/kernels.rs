@@ -1,11 +1,11 @@
 //! `labctl bench firmware`'s kernel comparison: each weight format's matrix-vector product, the
-//! firmware core's `dot_row` against a plain C implementation of the same arithmetic
+//! firmware core's `matvec` against a plain C implementation of the same arithmetic
 //! (`kernels_ref.c`, compiled here with the system's `cc -O2`), on the same random weights, timed
 //! side by side in one run, with the results checked equal.
 
 use std::{path::Path, time::Instant};
 
-use fwcore::quant::{dot_row, quantize_act, quantize_block, QAct, Quant, GROUP};
+use fwcore::quant::{matvec, quantize_act, quantize_block, QAct, Quant, GROUP};
 
 const REF_C: &str = include_str!("kernels_ref.c");
 
@@ -91,11 +91,7 @@ pub fn compare(
             quantize_block(quant, &g, blk);
         }
         let (mut ro, mut co) = (vec![0f32; rows], vec![0f32; rows]);
-        let rust = |o: &mut [f32]| {
-            for (r, v) in o.iter_mut().enumerate() {
-                *v = dot_row(quant, &w[r * nb * bb..(r + 1) * nb * bb], nb, &act, &x);
-            }
-        };
+        let rust = |o: &mut [f32]| matvec(quant, &w, nb, &act, &x, o);
         let fmt = match quant {
             Quant::F32 => -1,
             Quant::Q8_0 => 0,

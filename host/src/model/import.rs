@@ -201,7 +201,7 @@ pub fn import(
     };
     let mut notes = vec![];
     let seq_len = match ctx {
-        Some(c) if c == 0 => return Err("--ctx 0: the context must hold at least one token".into()),
+        Some(0) => return Err("--ctx 0: the context must hold at least one token".into()),
         Some(c) if c < h.seq_len => {
             notes.push(format!(
                 "context cut from {} to {c} tokens (--ctx)",

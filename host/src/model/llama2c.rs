@@ -138,16 +138,25 @@ fn mats<'a>(c: &mut Cur<'a>, h: &Hyper, enc: Encoding) -> Result<Mats<'a>, Strin
     })
 }
 
-fn assemble<'a>(
-    format: &'static str,
-    hyper: Hyper,
+/// The tensors of a checkpoint as read, before they are grouped by layer.
+struct Parts<'a> {
     embedding: Tensor<'a>,
     att: Vec<Tensor<'a>>,
     ffn: Vec<Tensor<'a>>,
     m: Mats<'a>,
     norm: Tensor<'a>,
     output: Option<Tensor<'a>>,
-) -> Source<'a> {
+}
+
+fn assemble<'a>(format: &'static str, hyper: Hyper, p: Parts<'a>) -> Source<'a> {
+    let Parts {
+        embedding,
+        att,
+        ffn,
+        m,
+        norm,
+        output,
+    } = p;
     let mut layers = Vec::with_capacity(hyper.n_layers);
     let mut it = (
         att.into_iter(),
@@ -261,7 +270,15 @@ pub fn read(b: &[u8]) -> Result<Source<'_>, String> {
             b.len() - c.at
         ));
     }
-    Ok(assemble(format, h, emb, att, ffn, m, norm, out))
+    let parts = Parts {
+        embedding: emb,
+        att,
+        ffn,
+        m,
+        norm,
+        output: out,
+    };
+    Ok(assemble(format, h, parts))
 }
 
 fn read_v0(b: &[u8]) -> Result<Source<'_>, String> {
@@ -304,7 +321,15 @@ fn read_v0(b: &[u8]) -> Result<Source<'_>, String> {
         w2,
         w3,
     };
-    Ok(assemble("llama2c-v0", h, emb, att, ffn, m, norm, out))
+    let parts = Parts {
+        embedding: emb,
+        att,
+        ffn,
+        m,
+        norm,
+        output: out,
+    };
+    Ok(assemble("llama2c-v0", h, parts))
 }
 
 #[cfg(test)]

@@ -210,7 +210,7 @@ impl BoardJob<'_> {
     }
 
     pub(super) fn insert_run(&self, run_id: &Arc<str>, m: &ModelPlan, repeat: u32) {
-        self.rec(Record::Start(RunStart {
+        self.rec(Record::Start(Box::new(RunStart {
             run_id: run_id.clone(),
             board: self.board.name.clone(),
             platform: self.board.platform.clone(),
@@ -224,7 +224,7 @@ impl BoardJob<'_> {
             timing_source: self.profile.timing_label(),
             clock_hz: self.profile.clock_hz as i64,
             ..m.run_start()
-        }));
+        })));
     }
 
     /// Runs every model on this board. Returns the run ids recorded.

@@ -98,14 +98,14 @@ pub fn execute(
             progress.note(&format!("{}: faulted: {why}", b.name));
             for (i, m) in plans.iter().enumerate() {
                 let id: Arc<str> = format!("{batch}-{}-m{i}-r0", b.name).into();
-                let _ = tx.send(Rec::Run(Box::new(Record::Start(RunStart {
+                let _ = tx.send(Rec::Run(Box::new(Record::Start(Box::new(RunStart {
                     run_id: id.clone(),
                     board: b.name.clone(),
                     platform: b.platform.clone(),
                     profile: b.profile.clone(),
                     batch_id: batch.clone(),
                     ..m.run_start()
-                }))));
+                })))));
                 let _ = tx.send(Rec::Run(Box::new(Record::End(RunEnd {
                     run_id: id.clone(),
                     status: "error",
