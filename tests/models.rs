@@ -146,6 +146,7 @@ fn imported_weights_equal_the_gguf_packages_dequantization() {
     for (src, want) in [
         ("m-f32.gguf", "F32 f32 copied"),
         ("m-f16.gguf", "F16 f32 widened"),
+        ("m-bf16.gguf", "BF16 f32 widened"),
         ("m-q8_0.gguf", "Q8_0 q8_0 repacked"),
         ("m-q4_0.gguf", "Q4_0 q4_0 repacked"),
         ("m-v2.bin", "Q8_0 (llama2.c, groups of 32) q8_0 repacked"),
@@ -177,6 +178,35 @@ fn imported_weights_equal_the_gguf_packages_dequantization() {
         std::fs::read(d.join("m-f32.gguf.ltlm")).unwrap(),
         "llama2.c v0 and GGUF of the same weights give the same firmware file"
     );
+    let v1 = d.join("v1.ltlm");
+    let r = import(&d.join("m-v1.bin"), &v1, &[]);
+    assert_eq!(r["source"]["format"], "llama2c-v1");
+    assert_eq!(std::fs::read(&v1).unwrap(), std::fs::read(&v0).unwrap());
+    // Validation of an imported model: every quantization against its source's f32 import.
+    let o = run_ok(&[
+        "model",
+        "validate",
+        d.join("m-q8_0.gguf.ltlm").to_str().unwrap(),
+        "--tokens",
+        "24",
+        "--json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 4, "{rows}");
+    let q8 = &rows[0];
+    assert_eq!(q8["quant"], "q8_0");
+    // The source is Q8_0: its f32 import holds the same weights, so q8_0 differs from it only
+    // by the activations' 8-bit rounding.
+    assert!(q8["top1_agreement"].as_f64().unwrap() >= 0.9, "{rows}");
+    // Tied classifier (no output.weight; a positive llama2.c vocabulary size): the same file
+    // from both, with the shared-classifier flag set.
+    let t = make_models(&["--tied"]);
+    let (a, b) = (t.path().join("a.ltlm"), t.path().join("b.ltlm"));
+    import(&t.path().join("m-f32.gguf"), &a, &[]);
+    import(&t.path().join("m-v0.bin"), &b, &[]);
+    let bytes = std::fs::read(&a).unwrap();
+    assert_eq!(bytes, std::fs::read(&b).unwrap());
+    assert_eq!(bytes[44] & 1, 1, "shared classifier flag");
     // An explicit other quantization is a requantization, and the report says so.
     let r = import(
         &d.join("m-q8_0.gguf"),
@@ -231,6 +261,10 @@ fn generated(db: &Path, model: &str) -> Vec<i64> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
+}
+
+fn dir_of(p: &Path) -> &Path {
+    p.parent().unwrap()
 }
 
 fn llama_ref(args: &[&str]) -> serde_json::Value {
@@ -387,6 +421,30 @@ fn text_goes_in_text_comes_out_and_eos_ends_a_run() {
     if !pieces.contains("<0x") {
         assert_eq!(pieces, text_out);
     }
+    // The report shows the text; its JSON carries it.
+    let rep = dir_of(&db).join("report.json");
+    run_ok(&[
+        "--lab",
+        lab.to_str().unwrap(),
+        "report",
+        "--format",
+        "json",
+        "-o",
+        rep.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
+    assert_eq!(v[0]["output_text"], text_out.as_str());
+    let html = dir_of(&db).join("report.html");
+    run_ok(&[
+        "--lab",
+        lab.to_str().unwrap(),
+        "report",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("<h2>Generated text</h2>"));
     // The same model with its EOS id set to the third token it generates: --stop-at-eos ends the
     // run right after that token, and the run is ok with 3 tokens.
     let ids = generated(&db, "story");

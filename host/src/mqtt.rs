@@ -65,7 +65,7 @@ pub struct JobStatusMsg<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ahead: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub runs: Option<&'a [crate::run::SummaryRow]>,
+    pub runs: Option<&'a [crate::records::SummaryRow]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

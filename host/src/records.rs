@@ -191,3 +191,35 @@ pub struct BoardEvent {
     pub reason: Option<String>,
     pub reason_code: Option<&'static str>,
 }
+
+/// One run as the summary prints it and job replies carry it: a `run_summary` row with its
+/// run's status, reason, tokenizer and generated text.
+#[derive(Debug, serde::Serialize)]
+pub struct SummaryRow {
+    pub run_id: String,
+    pub board: String,
+    pub profile: Option<String>,
+    pub model: Option<String>,
+    pub quant: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    /// Machine-readable reason beside `error` (docs/database.md).
+    pub reason_code: Option<String>,
+    pub ttft_ms: Option<f64>,
+    pub itl_p50_ms: Option<f64>,
+    pub itl_p90_ms: Option<f64>,
+    pub itl_p99_ms: Option<f64>,
+    pub tokens_per_s: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    pub avg_power_mw: Option<f64>,
+    pub peak_power_mw: Option<f64>,
+    pub energy_mj: Option<f64>,
+    pub energy_per_token_mj: Option<f64>,
+    pub ram_peak_kb: Option<f64>,
+    pub flash_kb: Option<f64>,
+    pub simulated: Option<bool>,
+    /// `byte-level` (generated presets) or the model's own tokenizer.
+    pub tokenizer: Option<String>,
+    /// What the model generated, as text.
+    pub output_text: Option<String>,
+}

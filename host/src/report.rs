@@ -37,6 +37,8 @@ struct RunRow {
     energy_per_token_mj: Option<f64>,
     ram_peak_kb: Option<f64>,
     simulated: Option<bool>,
+    tokenizer: Option<String>,
+    output_text: Option<String>,
 }
 
 fn esc(s: &str) -> String {
@@ -54,7 +56,8 @@ fn runs(conn: &Connection, sel: &Select) -> anyhow::Result<Vec<RunRow>> {
     };
     let sql = format!(
         "SELECT r.run_id, r.board, r.model, r.quant, r.status, s.ttft_ms, s.itl_p50_ms, s.tokens_per_s, s.e2e_ms,
-                s.avg_power_mw, s.energy_per_token_mj, s.ram_peak_kb, r.simulated
+                s.avg_power_mw, s.energy_per_token_mj, s.ram_peak_kb, r.simulated, r.tokenizer,
+                r.output_text
          FROM runs r LEFT JOIN run_summary s USING (run_id) WHERE {filter} ORDER BY r.run_id"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -73,6 +76,8 @@ fn runs(conn: &Connection, sel: &Select) -> anyhow::Result<Vec<RunRow>> {
             energy_per_token_mj: r.get(10)?,
             ram_peak_kb: r.get(11)?,
             simulated: r.get(12)?,
+            tokenizer: r.get(13)?,
+            output_text: r.get(14)?,
         })
     };
     let rows = match sel {
@@ -304,12 +309,17 @@ pub fn cmd_report(
     let text = match format {
         "json" => serde_json::to_string_pretty(&rows)?,
         "csv" => {
-            let mut s = String::from("run_id,board,model,quant,status,ttft_ms,itl_p50_ms,tokens_per_s,e2e_ms,avg_power_mw,energy_per_token_mj,ram_peak_kb,simulated\n");
+            let mut s = String::from("run_id,board,model,quant,status,ttft_ms,itl_p50_ms,tokens_per_s,e2e_ms,avg_power_mw,energy_per_token_mj,ram_peak_kb,simulated,tokenizer,output_text\n");
+            // Text fields quoted as RFC 4180 has it (generated text holds commas and quotes).
+            let q = |v: Option<&str>| {
+                v.map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+                    .unwrap_or_default()
+            };
             let o = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
             for r in &rows {
                 let _ = writeln!(
                     s,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     r.run_id,
                     r.board,
                     r.model.as_deref().unwrap_or(""),
@@ -322,7 +332,9 @@ pub fn cmd_report(
                     o(r.avg_power_mw),
                     o(r.energy_per_token_mj),
                     o(r.ram_peak_kb),
-                    r.simulated.map(|b| b.to_string()).unwrap_or_default()
+                    r.simulated.map(|b| b.to_string()).unwrap_or_default(),
+                    q(r.tokenizer.as_deref()),
+                    q(r.output_text.as_deref())
                 );
             }
             s
@@ -377,6 +389,28 @@ svg{display:block;margin:6px 0 14px}.plot{fill:#fcfcfc;stroke:#999}.ax,.lbl{font
         );
     }
     h.push_str("</table>");
+    // What models with a real tokenizer generated (byte-level presets generate noise).
+    let texts: Vec<&RunRow> = rows
+        .iter()
+        .filter(|r| {
+            r.tokenizer.as_deref().is_some_and(|t| t != "byte-level") && r.output_text.is_some()
+        })
+        .collect();
+    if !texts.is_empty() {
+        h.push_str(
+            "<h2>Generated text</h2><table><tr><th>run</th><th>model</th><th>text</th></tr>",
+        );
+        for r in texts {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
+                esc(&r.run_id),
+                esc(r.model.as_deref().unwrap_or("–")),
+                esc(r.output_text.as_deref().unwrap_or(""))
+            );
+        }
+        h.push_str("</table>");
+    }
     // Power traces.
     h.push_str("<h2>Power traces</h2><p class=\"note\">yellow: prefill (prompt sent → first token), blue: decode; ticks: generated tokens</p>");
     for r in rows.iter().take(MAX_TRACES) {

@@ -100,11 +100,12 @@ impl ModelPlan {
     }
 
     /// A token as text for `tokens.piece`: the tokenizer's piece, or the byte-level tokenizer's
-    /// character for ids below 128.
+    /// character for ids below 128 and `<0xNN>` for the other bytes.
     pub(super) fn piece(&self, id: u32) -> Option<String> {
         match &self.tokenizer {
             Some(t) => Some(t.vocab.piece(id)),
             None if self.card.is_none() && id < 128 => Some(char::from(id as u8).to_string()),
+            None if self.card.is_none() && id < 256 => Some(format!("<0x{id:02X}>")),
             None => None,
         }
     }

@@ -37,7 +37,7 @@ pub use execute::execute;
 pub use outcome::*;
 pub use plan::*;
 use progress::*;
-pub use summary::*;
+use summary::*;
 
 /// Name of the posix firmware program, found beside `labctl` (or in its `firmware/` folder).
 pub const POSIX_FIRMWARE: &str = "labctl-fw-posix";

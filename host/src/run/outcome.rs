@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use crate::{error::BadInput, error::Failed};
+use crate::{error::BadInput, error::Failed, records::SummaryRow};
 
 use super::*;
 

@@ -3,39 +3,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use crate::store::Store;
-
-/// One row of the printed summary.
-#[derive(Debug, serde::Serialize)]
-pub struct SummaryRow {
-    pub run_id: String,
-    pub board: String,
-    pub profile: Option<String>,
-    pub model: Option<String>,
-    pub quant: Option<String>,
-    pub status: String,
-    pub error: Option<String>,
-    /// Machine-readable reason beside `error` (docs/database.md).
-    pub reason_code: Option<String>,
-    pub ttft_ms: Option<f64>,
-    pub itl_p50_ms: Option<f64>,
-    pub itl_p90_ms: Option<f64>,
-    pub itl_p99_ms: Option<f64>,
-    pub tokens_per_s: Option<f64>,
-    pub e2e_ms: Option<f64>,
-    pub avg_power_mw: Option<f64>,
-    pub peak_power_mw: Option<f64>,
-    pub energy_mj: Option<f64>,
-    pub energy_per_token_mj: Option<f64>,
-    pub ram_peak_kb: Option<f64>,
-    pub flash_kb: Option<f64>,
-    pub simulated: Option<bool>,
-}
+use crate::{records::SummaryRow, store::Store};
 
 pub(super) fn summary(store: &Store, ids: &[Arc<str>]) -> anyhow::Result<Vec<SummaryRow>> {
     let mut out = vec![];
     let mut stmt = store.conn.prepare(
-        "SELECT s.run_id, s.board, s.profile, s.model, s.quant, r.status, r.error, s.ttft_ms, s.itl_p50_ms,          s.itl_p90_ms, s.itl_p99_ms, s.tokens_per_s, s.e2e_ms, s.avg_power_mw, s.peak_power_mw, s.energy_mj,          s.energy_per_token_mj, s.ram_peak_kb, s.flash_kb, s.simulated, r.reason_code          FROM run_summary s JOIN runs r USING (run_id) WHERE s.run_id = ?",
+        "SELECT s.run_id, s.board, s.profile, s.model, s.quant, r.status, r.error, s.ttft_ms, s.itl_p50_ms,          s.itl_p90_ms, s.itl_p99_ms, s.tokens_per_s, s.e2e_ms, s.avg_power_mw, s.peak_power_mw, s.energy_mj,          s.energy_per_token_mj, s.ram_peak_kb, s.flash_kb, s.simulated, r.reason_code,          r.tokenizer, r.output_text          FROM run_summary s JOIN runs r USING (run_id) WHERE s.run_id = ?",
     )?;
     let mut seen = HashMap::new();
     for id in ids {
@@ -65,6 +38,8 @@ pub(super) fn summary(store: &Store, ids: &[Arc<str>]) -> anyhow::Result<Vec<Sum
                 flash_kb: r.get(18)?,
                 simulated: r.get(19)?,
                 reason_code: r.get(20)?,
+                tokenizer: r.get(21)?,
+                output_text: r.get(22)?,
             })
         })?;
         for r in rows {
@@ -120,6 +95,23 @@ pub(super) fn print_summary(rows: &[SummaryRow], json: bool) -> anyhow::Result<(
             f(r.energy_per_token_mj, 3),
             f(r.ram_peak_kb, 0),
             f(r.flash_kb, 0),
+        );
+    }
+    // The generated text of models with a real tokenizer (a generated preset's byte-level
+    // "text" from random weights says nothing).
+    for r in rows.iter().filter(|r| {
+        r.tokenizer.as_deref().is_some_and(|t| t != "byte-level") && r.output_text.is_some()
+    }) {
+        let text = r.output_text.as_deref().unwrap_or_default();
+        let mut shown: String = text.chars().take(120).collect();
+        if shown.len() < text.len() {
+            shown.push('…');
+        }
+        println!(
+            "{} {}: {:?}",
+            r.board,
+            r.model.as_deref().unwrap_or("-"),
+            shown
         );
     }
     if rows.iter().any(|r| r.simulated == Some(true)) {
