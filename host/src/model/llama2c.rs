@@ -53,6 +53,29 @@ impl<'a> Cur<'a> {
         let data = self.take(n, &name)?;
         Tensor::new(name, enc, rows, cols, data)
     }
+    /// The classifier unless it is shared with the embedding, and then the end of the file:
+    /// bytes after the last tensor mean the header does not describe the file.
+    fn classifier_and_end(
+        &mut self,
+        shared: bool,
+        enc: Encoding,
+        vocab: usize,
+        dim: usize,
+    ) -> Result<Option<Tensor<'a>>, String> {
+        let out = if shared {
+            None
+        } else {
+            Some(self.tensor("classifier".into(), enc, vocab, dim)?)
+        };
+        if self.at != self.b.len() {
+            return Err(format!(
+                "{} bytes after the last tensor: the header does not describe this file",
+                self.b.len() - self.at
+            ));
+        }
+        Ok(out)
+    }
+
     /// One tensor per layer, named `name.L`.
     fn per_layer(
         &mut self,
@@ -259,17 +282,7 @@ pub fn read(b: &[u8]) -> Result<Source<'_>, String> {
     };
     let emb = c.tensor("embedding".into(), enc, h.vocab_size, d)?;
     let m = mats(&mut c, &h, enc)?;
-    let out = if shared {
-        None
-    } else {
-        Some(c.tensor("classifier".into(), enc, h.vocab_size, d)?)
-    };
-    if c.at != b.len() {
-        return Err(format!(
-            "{} bytes after the last tensor: the header does not describe this file",
-            b.len() - c.at
-        ));
-    }
+    let out = c.classifier_and_end(shared, enc, h.vocab_size, d)?;
     let parts = Parts {
         embedding: emb,
         att,
@@ -301,17 +314,7 @@ fn read_v0(b: &[u8]) -> Result<Source<'_>, String> {
     let rope = h.seq_len * (d / h.n_heads) / 2 * 4;
     c.take(rope, "freq_cis_real")?;
     c.take(rope, "freq_cis_imag")?;
-    let out = if shared {
-        None
-    } else {
-        Some(c.tensor("classifier".into(), f, h.vocab_size, d)?)
-    };
-    if c.at != b.len() {
-        return Err(format!(
-            "{} bytes after the last tensor: the header does not describe this file",
-            b.len() - c.at
-        ));
-    }
+    let out = c.classifier_and_end(shared, f, h.vocab_size, d)?;
     let m = Mats {
         wq,
         wk,

@@ -149,8 +149,9 @@ pub struct ModelFile {
 impl ModelFile {
     /// Reads and checks a model file; any problem is bad input naming the file.
     pub fn load(path: &Path) -> anyhow::Result<ModelFile> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| BadInput(format!("model file {}: {e}", path.display())))?;
+        // Regular files only, read no further than their size: a job naming /dev/zero is
+        // refused, not read until memory runs out.
+        let bytes = from_file::read_input(path, "model file")?;
         let cfg = Model::from_bytes(&bytes)
             .map_err(|e| BadInput(format!("model file {}: {e}", path.display())))?
             .cfg;
