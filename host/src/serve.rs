@@ -311,6 +311,13 @@ mod tests {
         assert_eq!((ok.tokens, ok.repeat, ok.boards.len()), (8, 2, 1));
         let defaults = parse_job(b"{}").unwrap();
         assert_eq!(defaults.tokens, 32);
+        assert!(defaults.prompt_ids.is_empty() && !defaults.stop_at_eos);
+        let ids = parse_job(br#"{"prompt_ids": [1, 300, 301], "stop_at_eos": true}"#).unwrap();
+        assert_eq!((ids.prompt_ids, ids.stop_at_eos), (vec![1, 300, 301], true));
+        let many = format!(r#"{{"prompt_ids": [{}]}}"#, vec!["7"; 1025].join(","));
+        assert!(parse_job(many.as_bytes())
+            .unwrap_err()
+            .contains("at most 1024"));
         for bad in [
             &b""[..],
             b"\xff\xfe",
@@ -324,6 +331,8 @@ mod tests {
             br#"{"colour": "red"}"#,
             br#"{"boards": "pico"}"#,
             br#"{"boards": [""]}"#,
+            br#"{"prompt_ids": [-1]}"#,
+            br#"{"prompt_ids": "1,2"}"#,
         ] {
             assert!(parse_job(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
