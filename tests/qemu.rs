@@ -429,3 +429,101 @@ fn a_missing_emulator_names_what_to_install() {
         );
     }
 }
+
+/// The `stm32` port's image — the one a real STM32F405 is flashed with — on QEMU's
+/// netduinoplus2 (the `qemu` plugin's `stm32f405` profile): the real serial path to its USART1,
+/// the same token ids as a virtual board for the same model and prompt, a clock it reports, and
+/// static RAM and flash within the chip's 128 KiB main SRAM and 1 MiB flash.
+#[test]
+fn the_stm32f405_image_on_qemu_gives_a_virtual_boards_tokens() {
+    if !have_qemu() {
+        return;
+    }
+    let image = bin_dir()
+        .parent()
+        .unwrap()
+        .join("thumbv7em-none-eabihf/release/labctl-fw-stm32");
+    if !image.is_file() {
+        let why = "the stm32 image is not built (bash firmware/ports/build.sh)";
+        assert!(
+            std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lab = dir.path().join("lab.toml");
+    std::fs::write(
+        &lab,
+        r#"name = "stm32"
+[storage]
+path = "lab.duckdb"
+[[relays]]
+name = "r1"
+driver = "simulated"
+[[boards]]
+name = "f405"
+platform = "qemu"
+profile = "stm32f405"
+relay = "r1"
+[[boards]]
+name = "virt"
+platform = "virtual"
+profile = "stm32f7"
+"#,
+    )
+    .unwrap();
+    for quant in ["q8_0", "q4_0"] {
+        run_ok(&[
+            "--lab",
+            lab.to_str().unwrap(),
+            "run",
+            "--model",
+            &format!("stories260k:{quant}"),
+            "--prompt",
+            "Hello",
+            "--tokens",
+            "12",
+        ]);
+    }
+    let t = tokens(&dir.path().join("lab.duckdb"));
+    let ids = |board: &str| -> Vec<Vec<i64>> {
+        t.iter()
+            .filter(|((b, _), _)| b == board)
+            .map(|(_, v)| v.iter().map(|(id, _)| *id).collect())
+            .collect()
+    };
+    assert_eq!(ids("f405").len(), 2);
+    assert_eq!(
+        ids("f405"),
+        ids("virt"),
+        "same tokens on the STM32F405 image"
+    );
+    let c = Connection::open_with_flags(
+        dir.path().join("lab.duckdb"),
+        Config::default().access_mode(AccessMode::ReadOnly).unwrap(),
+    )
+    .unwrap();
+    let (status, stat, stack, flash, model): (String, i64, i64, i64, i64) = c
+        .query_row(
+            "SELECT r.status, m.static_ram_bytes, m.stack_peak_bytes, m.flash_bytes, m.model_bytes \
+             FROM runs r JOIN run_memory m USING (run_id) WHERE r.board = 'f405' AND r.quant = 'q8_0'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(status, "ok");
+    assert!(
+        stat + stack <= 128 << 10,
+        "static {stat} + stack {stack} within 128 KiB"
+    );
+    let code = flash - model;
+    assert!(
+        code > 0 && code <= 128 << 10,
+        "image {code} B within its 128 KiB of flash"
+    );
+    println!(
+        "stm32f405: image {code} B, static RAM {stat} B, stack peak {stack} B, model {model} B"
+    );
+}

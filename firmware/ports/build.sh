@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the bare-metal firmware images into the cargo target directory, where the `qemu`
-# platform plugin looks for them: Cortex-M (plain and DSP kernels), RV64GC and RV32IMAFC.
+# platform plugin looks for them: Cortex-M (plain and DSP kernels), the STM32F405 port (which
+# the `qemu` plugin also runs, on netduinoplus2), RV64GC and RV32IMAFC.
 # Needs: rustup target add thumbv7em-none-eabihf riscv64gc-unknown-none-elf riscv32imafc-unknown-none-elf
 # With --check, also lints each image (clippy -D warnings) and checks its formatting.
 set -euo pipefail
@@ -23,6 +24,7 @@ build() { # port, rust target, target dir, extra args…
 
 build qemu-mps2 thumbv7em-none-eabihf "$target"
 build qemu-mps2 thumbv7em-none-eabihf "$target/fw-dsp" --features dsp
+build stm32 thumbv7em-none-eabihf "$target"
 build qemu-riscv riscv64gc-unknown-none-elf "$target"
 build qemu-riscv riscv32imafc-unknown-none-elf "$target"
 echo "images are in $target (DSP variant in $target/fw-dsp)"

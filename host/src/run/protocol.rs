@@ -4,7 +4,7 @@
 
 use std::{
     sync::{atomic::Ordering, Arc},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use fwcore::proto::PROTOCOL_VERSION;
@@ -18,6 +18,9 @@ use crate::{
 
 use super::*;
 
+/// How often the handshake repeats an unanswered HELLO.
+const RESEND: Duration = Duration::from_millis(200);
+
 impl BoardJob<'_> {
     /// Waits for the board's boot banner, checks the protocol and the model it loaded.
     pub(super) fn handshake(
@@ -30,18 +33,38 @@ impl BoardJob<'_> {
         let deadline = Instant::now() + self.args.boot_timeout;
         let stop = || self.stop.load(Ordering::Relaxed);
         let mut alive = || into_reason(session.check());
-        let mut ask = |link: &mut Link, kind: &str, want: &str| -> Result<RxFrame, Fault> {
-            link.send(kind, &[("proto", &PROTOCOL_VERSION)])
-                .map_err(|e| {
-                    Fault::error(
-                        "console",
-                        format!("console lost during boot: serial write failed: {e}"),
-                    )
-                })?;
-            loop {
-                let f = link
-                    .next(deadline, &mut alive, &stop)
-                    .map_err(|e| match e {
+        // `resend`: repeat the request every RESEND until the answer comes. A board that booted
+        // before its console was opened sent its READY to nobody, and an emulator's pty may not
+        // read what the host writes until it notices the host (QEMU polls for that once a
+        // second), so one HELLO can go unheard.
+        let mut ask =
+            |link: &mut Link, kind: &str, want: &str, resend: bool| -> Result<RxFrame, Fault> {
+                let send = |link: &mut Link| {
+                    link.send(kind, &[("proto", &PROTOCOL_VERSION)])
+                        .map_err(|e| {
+                            Fault::error(
+                                "console",
+                                format!("console lost during boot: serial write failed: {e}"),
+                            )
+                        })
+                };
+                send(link)?;
+                let mut next_send = Instant::now() + RESEND;
+                loop {
+                    let until = if resend {
+                        deadline.min(next_send)
+                    } else {
+                        deadline
+                    };
+                    let f = match link.next(until, &mut alive, &stop) {
+                        Err(LinkEnd::Timeout) if until < deadline => {
+                            send(link)?;
+                            next_send = Instant::now() + RESEND;
+                            continue;
+                        }
+                        other => other,
+                    };
+                    let f = f.map_err(|e| match e {
                         LinkEnd::Timeout => Fault::failed(
                             "boot-timeout",
                             format!(
@@ -61,22 +84,22 @@ impl BoardJob<'_> {
                             why: "interrupted".into(),
                         },
                     })?;
-                match f.frame().kind {
-                    k if k == want => return Ok(f),
-                    "ERR" => {
-                        return Err(Fault::failed(
-                            "board-error",
-                            format!(
-                                "board refused {kind}: {}",
-                                f.frame().get("what").unwrap_or("?")
-                            ),
-                        ))
+                    match f.frame().kind {
+                        k if k == want => return Ok(f),
+                        "ERR" => {
+                            return Err(Fault::failed(
+                                "board-error",
+                                format!(
+                                    "board refused {kind}: {}",
+                                    f.frame().get("what").unwrap_or("?")
+                                ),
+                            ))
+                        }
+                        _ => continue,
                     }
-                    _ => continue,
                 }
-            }
-        };
-        let ready = ask(link, "HELLO", "READY")?;
+            };
+        let ready = ask(link, "HELLO", "READY", true)?;
         let fr = ready.frame();
         let proto = fr
             .u32("proto")
@@ -95,7 +118,7 @@ impl BoardJob<'_> {
             (v, Some(k)) if k != "plain" => format!("{v}+{k}"),
             (v, _) => v.to_string(),
         };
-        let info = ask(link, "INFO", "MODEL")?;
+        let info = ask(link, "INFO", "MODEL", false)?;
         let f = info.frame();
         let want = &m.file.cfg;
         let same = f.get("quant") == Some(want.quant.name())

@@ -147,6 +147,22 @@ const MACHINES: &[Machine] = &[
         "qemu-system-riscv32",
         "riscv32imafc-unknown-none-elf",
     ),
+    // The `stm32` port's image, the one a real STM32F405 board is flashed with, on the
+    // STM32F405 SoC QEMU models (USARTs and SysTick; no RCC, flash interface or DWT).
+    Machine {
+        profile: "stm32f405",
+        description: "STM32F405 (QEMU netduinoplus2) running the stm32 port's image: 1 MiB flash (model in sectors 5-11), 128 KiB main SRAM, console on USART1",
+        cpu: "Cortex-M4F",
+        clock_hz: 168_000_000,
+        ram_kib: 128,
+        flash_kib: 1024,
+        qemu: "qemu-system-arm",
+        args: &["-M", "netduinoplus2"],
+        image: "labctl-fw-stm32",
+        target: "thumbv7em-none-eabihf",
+        model_addr: "0x08020000",
+        dsp: false,
+    },
     mps2("cortex-m4-168-dsp", DSP_NOTE, "Cortex-M4F", 168_000_000, AN386, true),
     mps2("cortex-m7-216-dsp", DSP_NOTE, "Cortex-M7", 216_000_000, AN500, true),
 ];
