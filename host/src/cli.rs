@@ -73,6 +73,13 @@ pub enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Attached USB devices (probes, USB-serial bridges, boards' own USB): IDs, serial
+    /// numbers, consoles and their /dev/serial/by-id names, the platforms each may be, and a
+    /// [[boards]] block for each with a console.
+    Discover {
+        #[arg(long)]
+        json: bool,
+    },
     /// Configured boards: plugin, relay state, sensor health (a test read), USB presence.
     Boards {
         #[arg(long)]

@@ -88,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => cmd::power::cmd(&cli.lab, &board, action, off_time, json),
         Command::Boards { json } => cmd::boards::cmd(&cli.lab, json),
+        Command::Discover { json } => cmd::discover::cmd(json),
         Command::Flash {
             board,
             model,
