@@ -117,11 +117,15 @@ pub fn boot<P: Port>(port: &mut P, partition: &[u8], arena: &mut [u8]) -> ! {
         Err(crate::model::ModelError::TooShort) => halt(port, "no_model_in_flash"),
         Err(_) => halt(port, "bad_model_in_flash"),
     };
+    let arena_len = arena.len();
     let mut state = match State::in_arena(&model.cfg, arena) {
         Ok(s) => s,
         Err(_) => halt(port, "arena_too_small"),
     };
-    run(port, &model, &mut state);
+    // The arena is sized for the largest model a port takes; RAM in use is what this model's
+    // buffers take of it, not the whole static array.
+    let idle = (arena_len - crate::infer::sizes(&model.cfg, state.ctx()).bytes()) as u64;
+    run_reporting(port, &model, &mut state, idle);
     halt(port, "serial_closed")
 }
 
@@ -136,6 +140,12 @@ pub fn halt<P: Port>(port: &mut P, what: &str) -> ! {
 /// Runs the firmware until the host link closes. `state` is sized by the port for the longest
 /// context it can hold.
 pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
+    run_reporting(port, model, state, 0)
+}
+
+/// [`run`], with `idle` bytes of the port's static RAM (an arena's unused tail) left out of the
+/// static RAM the `MEM` frame reports.
+fn run_reporting<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>, idle: u64) {
     let mut reader: LineReader<MAX_LINE> = LineReader::new();
     let mut prompt = [0u32; MAX_PROMPT];
     let mut expected = 0usize;
@@ -190,7 +200,7 @@ pub fn run<P: Port>(port: &mut P, model: &Model<'_>, state: &mut State<'_>) {
                     got = 0;
                 } else if expected > 0 && got == expected {
                     port.phase(true);
-                    generate(port, model, state, &prompt[..got], gen, eos);
+                    generate(port, model, state, &prompt[..got], gen, eos, idle);
                     port.phase(false);
                     expected = 0;
                     got = 0;
@@ -212,6 +222,7 @@ fn generate<P: Port>(
     prompt: &[u32],
     gen: usize,
     eos: Option<u32>,
+    idle: u64,
 ) {
     let n = prompt.len();
     if n + gen > st.ctx() + 1 {
@@ -269,6 +280,7 @@ fn generate<P: Port>(
         }
     }
     let (stat, heap, stack) = port.memory();
+    let stat = stat.saturating_sub(idle);
     send(
         port,
         "OPS",
