@@ -46,6 +46,15 @@ pub fn spec(
         firmware: firmware.display().to_string().into(),
         model: model.display().to_string().into(),
         ctx_tokens: ctx,
+        options: options(b).into(),
+    }
+}
+
+/// The board's platform-specific keys for [`BoardSpec::options`].
+fn options(b: &Board) -> String {
+    match &b.ssh {
+        Some(ssh) => serde_json::json!({ "ssh": ssh }).to_string(),
+        None => "{}".into(),
     }
 }
 

@@ -348,7 +348,10 @@ impl lab_config::Catalog for Catalog<'_> {
     }
 
     fn profile_is_real(&self, platform: &str, profile: &str) -> Option<bool> {
-        self.0.profile(platform, profile).map(|p| !p.emulated)
+        // Real hardware whose console the lab file must name: a serial device.
+        self.0
+            .profile(platform, profile)
+            .map(|p| p.console == labctl_plugin_api::profile::ConsoleKind::Device)
     }
 }
 

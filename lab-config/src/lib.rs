@@ -226,10 +226,26 @@ pub struct Board {
     pub console: Option<Console>,
     /// How to reset the board between sessions.
     pub reset: Reset,
+    /// How to reach a single-board computer over SSH (`host`, `user`, `identity`, …).
+    pub ssh: Option<Ssh>,
     pub field: String,
     pub loc: Loc,
     pub platform_loc: Loc,
     pub profile_loc: Loc,
+}
+
+/// A board reached over SSH: key authentication only, its host key checked against
+/// `known_hosts` (the user's own when not given).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ssh {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The private key's path (the key itself is never read by labctl).
+    pub identity: PathBuf,
+    pub known_hosts: Option<PathBuf>,
+    /// The posix firmware built for the board's architecture; `None`: the host's own.
+    pub firmware: Option<PathBuf>,
 }
 
 /// Default console speed.

@@ -111,6 +111,14 @@ pub struct RawBoard {
     pub usb_interface: Option<S<u8>>,
     pub baud: Option<S<u32>>,
     pub reset: Option<S<RawReset>>,
+    /// A single-board computer reached over SSH.
+    pub host: Option<S<String>>,
+    pub port: Option<S<u16>>,
+    pub user: Option<S<String>>,
+    pub identity: Option<S<String>>,
+    pub known_hosts: Option<S<String>>,
+    /// The posix firmware built for the board (default: the host's own).
+    pub firmware: Option<S<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::{
 use crate::raw::{RawLab, RawMqttMode, RawRelayDriver, RawReset, S};
 use crate::{
     Board, Bus, BusKind, ConfigError, ConfigErrors, Console, ConsolePort, ErrorKind, Lab, Loc,
-    Mqtt, MqttMode, Relay, RelayDriver, Reset, Sensor, DEFAULT_BAUD, DEFAULT_DB,
+    Mqtt, MqttMode, Relay, RelayDriver, Reset, Sensor, Ssh, DEFAULT_BAUD, DEFAULT_DB,
     DEFAULT_FREQUENCY_HZ, DEFAULT_MQTT_LISTEN,
 };
 
@@ -743,6 +743,7 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
             relay: b.relay.as_ref().map(|v| v.get_ref().clone()),
             sensor: b.sensor.as_ref().map(|v| v.get_ref().clone()),
             console: console(&mut cx, b, &f, &dir),
+            ssh: ssh(&mut cx, b, &f, &dir),
             reset: match b.reset.as_ref().map(|v| *v.get_ref()) {
                 None | Some(RawReset::None) => Reset::None,
                 Some(RawReset::Dtr) => Reset::Dtr,
@@ -895,6 +896,77 @@ fn console(cx: &mut Ctx, b: &crate::raw::RawBoard, f: &str, dir: &Path) -> Optio
         );
     }
     None
+}
+
+/// A board's SSH keys: `host`, `user` and `identity` together (`port`, `known_hosts` and
+/// `firmware` optional), and no serial console beside them.
+fn ssh(cx: &mut Ctx, b: &crate::raw::RawBoard, f: &str, dir: &Path) -> Option<Ssh> {
+    let any = b.host.is_some()
+        || b.user.is_some()
+        || b.identity.is_some()
+        || b.port.is_some()
+        || b.known_hosts.is_some()
+        || b.firmware.is_some();
+    if !any {
+        return None;
+    }
+    let mut missing = vec![];
+    if b.host.is_none() {
+        missing.push("host");
+    }
+    if b.user.is_none() {
+        missing.push("user");
+    }
+    if b.identity.is_none() {
+        missing.push("identity");
+    }
+    if !missing.is_empty() {
+        cx.err(
+            &b.name,
+            f.to_string(),
+            format!(
+                "a board reached over SSH needs `host`, `user` and `identity` (a private key file); missing: {}",
+                missing.join(", ")
+            ),
+        );
+        return None;
+    }
+    let (host, user, identity) = (b.host.as_ref()?, b.user.as_ref()?, b.identity.as_ref()?);
+    if let Some(c) = b.serial.as_ref().or(b.usb_serial.as_ref()) {
+        cx.err(
+            c,
+            f.to_string(),
+            "a board reached over SSH talks over its SSH connection; give `host` or a serial console, not both",
+        );
+    }
+    for (v, key) in [(host, "host"), (user, "user"), (identity, "identity")] {
+        if v.get_ref().trim().is_empty() || v.get_ref().contains(char::is_whitespace) {
+            cx.err(v, format!("{f}.{key}"), "empty, or contains whitespace");
+        }
+    }
+    if host.get_ref().starts_with('-') || user.get_ref().starts_with('-') {
+        cx.err(
+            host,
+            format!("{f}.host"),
+            "a host or user may not start with '-'",
+        );
+    }
+    let port = match &b.port {
+        Some(p) if *p.get_ref() == 0 => {
+            cx.err(p, format!("{f}.port"), "port 0 is not an SSH port");
+            22
+        }
+        Some(p) => *p.get_ref(),
+        None => 22,
+    };
+    Some(Ssh {
+        host: host.get_ref().clone(),
+        port,
+        user: user.get_ref().clone(),
+        identity: resolve(dir, identity.get_ref()),
+        known_hosts: b.known_hosts.as_ref().map(|k| resolve(dir, k.get_ref())),
+        firmware: b.firmware.as_ref().map(|k| resolve(dir, k.get_ref())),
+    })
 }
 
 /// `"2e8a:000a"` → (0x2e8a, 0x000a).

@@ -7,7 +7,9 @@
 //! sensor drivers an [`I2cBusBox`]; simulated chips are [`I2cDeviceBox`]es the host puts
 //! on a simulated bus and feeds from one [`SupplyRailBox`] per channel.
 //!
-//! ABI 3 is capability-sized, after labgrid's resource / driver / protocol split: a platform's
+//! ABI 4 added the board's platform-specific lab keys ([`BoardSpec::options`]) and the
+//! [`profile::ConsoleKind::Channel`] console (a board reached over the platform's own
+//! connection). ABI 3 made it capability-sized, after labgrid's resource / driver / protocol split: a platform's
 //! profiles are a versioned data document ([`profile`]) that says what its boards have (memories,
 //! currents, USB identities, console kind, timing source); a board session provides *bootstrap*
 //! (flash or start, with the exact argv, also as a plan without running it for `--dry-run`), an
@@ -30,7 +32,7 @@ use abi_stable::{
 
 /// Bumped whenever the meaning of the interface changes, even if its layout does not.
 /// abi_stable separately rejects libraries whose type layouts differ.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Plugin library files are named `liblabctl_<name>.so` (`labctl_<name>.dll`, `liblabctl_<name>.dylib`).
 pub const LIBRARY_PREFIX: &str = "labctl_";
@@ -332,6 +334,10 @@ pub struct BoardSpec {
     pub model: RString,
     /// Longest context (prompt + generated tokens) the session needs.
     pub ctx_tokens: u32,
+    /// The board's platform-specific lab-file keys as a JSON object (`{}` when it has none):
+    /// for an SSH-reached board `{"ssh": {"host", "port", "user", "identity", "known_hosts",
+    /// "firmware"}}`. Paths are resolved; secrets are never in it (an identity is a path).
+    pub options: RString,
 }
 
 /// One step of bringing a board up: `flash`, `start` or `reset`, and the exact command line it

@@ -124,6 +124,10 @@ pub enum ConsoleKind {
     /// The emulator makes its own serial device (QEMU's `-serial pty`) and the session reports
     /// its path after bootstrap; the host opens it by name, exactly as it opens a real device.
     Emulator,
+    /// A real board reached over the platform's own connection (an SSH channel to a
+    /// single-board computer): the host makes a pseudo-terminal, as for [`ConsoleKind::Pty`],
+    /// and the platform joins the connection to it.
+    Channel,
 }
 
 impl Profile {
@@ -206,7 +210,8 @@ impl ProfileDoc {
     }
 
     /// Reads and checks a document: the schema is one this crate reads, names are present and
-    /// unique, an emulated board's console is a pty and a real one's a device, and an emulated
+    /// unique, an emulated board's console is a pty and a real one's a device (or the platform's
+    /// channel), and an emulated
     /// board states its RAM.
     pub fn parse(json: &str) -> Result<ProfileDoc, String> {
         let doc: ProfileDoc =
@@ -226,7 +231,8 @@ impl ProfileDoc {
                 return Err(format!("profile {:?} twice", p.name));
             }
             match (p.emulated, p.console) {
-                (true, ConsoleKind::Device) | (false, ConsoleKind::Emulator) => {
+                (true, ConsoleKind::Device | ConsoleKind::Channel)
+                | (false, ConsoleKind::Emulator) => {
                     return Err(format!(
                         "profile {:?}: only an emulated board's console is a pty or the emulator's, only a real one's a device",
                         p.name
@@ -234,7 +240,7 @@ impl ProfileDoc {
                 }
                 (false, ConsoleKind::Pty) => {
                     return Err(format!(
-                        "profile {:?}: a real board's console is a device",
+                        "profile {:?}: a real board's console is a device or the platform's channel",
                         p.name
                     ))
                 }

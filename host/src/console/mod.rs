@@ -92,11 +92,12 @@ pub fn baud(board: &Board) -> u32 {
 }
 
 /// Opens the console that exists before the board is brought up: a new pseudo-terminal for an
-/// emulated board (`Pty`), the lab file's serial line for a real one (`Device`). `None` for an
+/// emulated board (`Pty`) or one the platform joins its connection to (`Channel`), the lab
+/// file's serial line for a real one (`Device`). `None` for an
 /// emulator that makes its own console ([`open_path`] it once the platform names it).
 pub fn open_early(board: &Board, kind: ConsoleKind) -> Result<Option<Console>, String> {
     match kind {
-        ConsoleKind::Pty => Pty::open()
+        ConsoleKind::Pty | ConsoleKind::Channel => Pty::open()
             .map(|p| Some(Console::Pty(p)))
             .map_err(|e| format!("pseudo-terminal: {e}")),
         ConsoleKind::Device => match locate(board)? {

@@ -76,7 +76,7 @@ fn board_plan(rt: &Runtime, b: &Board, model: &Path, ctx: u32, firmware: &Path) 
     };
     let baud = console::baud(b);
     let console_path = match profile.console {
-        ConsoleKind::Pty => "<pty>".to_string(),
+        ConsoleKind::Pty | ConsoleKind::Channel => "<pty>".to_string(),
         ConsoleKind::Emulator => "<the emulator's pty>".to_string(),
         ConsoleKind::Device => match console::locate(b) {
             Ok(Some((p, _))) => p.display().to_string(),
