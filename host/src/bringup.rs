@@ -52,10 +52,14 @@ pub fn spec(
 
 /// The board's platform-specific keys for [`BoardSpec::options`].
 fn options(b: &Board) -> String {
-    match &b.ssh {
-        Some(ssh) => serde_json::json!({ "ssh": ssh }).to_string(),
-        None => "{}".into(),
+    let mut o = serde_json::Map::new();
+    if let Some(ssh) = &b.ssh {
+        o.insert("ssh".into(), serde_json::json!(ssh));
     }
+    if let Some(flash) = &b.flash {
+        o.insert("flash".into(), serde_json::json!(flash));
+    }
+    serde_json::Value::Object(o).to_string()
 }
 
 /// Opens a board session (the platform starts nothing until `bootstrap`). Simulated rails are

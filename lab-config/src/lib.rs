@@ -228,6 +228,9 @@ pub struct Board {
     pub reset: Reset,
     /// How to reach a single-board computer over SSH (`host`, `user`, `identity`, …).
     pub ssh: Option<Ssh>,
+    /// How to flash the board (`flash_tool`, `flash_program`, `probe_serial`), for platforms
+    /// that flash.
+    pub flash: Option<Flash>,
     pub field: String,
     pub loc: Loc,
     pub platform_loc: Loc,
@@ -246,6 +249,16 @@ pub struct Ssh {
     pub known_hosts: Option<PathBuf>,
     /// The posix firmware built for the board's architecture; `None`: the host's own.
     pub firmware: Option<PathBuf>,
+}
+
+/// The flashing tool a board's platform runs: which one (the platform's default when absent),
+/// the program to run (found on PATH when absent), and which debug probe (when several are
+/// attached).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Flash {
+    pub tool: Option<String>,
+    pub program: Option<PathBuf>,
+    pub probe_serial: Option<String>,
 }
 
 /// Default console speed.

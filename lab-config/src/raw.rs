@@ -119,6 +119,10 @@ pub struct RawBoard {
     pub known_hosts: Option<S<String>>,
     /// The posix firmware built for the board (default: the host's own).
     pub firmware: Option<S<String>>,
+    /// How a flashed board is flashed: the tool, its program, which probe.
+    pub flash_tool: Option<S<String>>,
+    pub flash_program: Option<S<String>>,
+    pub probe_serial: Option<S<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use std::{
 
 use crate::raw::{RawLab, RawMqttMode, RawRelayDriver, RawReset, S};
 use crate::{
-    Board, Bus, BusKind, ConfigError, ConfigErrors, Console, ConsolePort, ErrorKind, Lab, Loc,
-    Mqtt, MqttMode, Relay, RelayDriver, Reset, Sensor, Ssh, DEFAULT_BAUD, DEFAULT_DB,
+    Board, Bus, BusKind, ConfigError, ConfigErrors, Console, ConsolePort, ErrorKind, Flash, Lab,
+    Loc, Mqtt, MqttMode, Relay, RelayDriver, Reset, Sensor, Ssh, DEFAULT_BAUD, DEFAULT_DB,
     DEFAULT_FREQUENCY_HZ, DEFAULT_MQTT_LISTEN,
 };
 
@@ -744,6 +744,7 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
             sensor: b.sensor.as_ref().map(|v| v.get_ref().clone()),
             console: console(&mut cx, b, &f, &dir),
             ssh: ssh(&mut cx, b, &f, &dir),
+            flash: flash(&mut cx, b, &f, &dir),
             reset: match b.reset.as_ref().map(|v| *v.get_ref()) {
                 None | Some(RawReset::None) => Reset::None,
                 Some(RawReset::Dtr) => Reset::Dtr,
@@ -966,6 +967,42 @@ fn ssh(cx: &mut Ctx, b: &crate::raw::RawBoard, f: &str, dir: &Path) -> Option<Ss
         identity: resolve(dir, identity.get_ref()),
         known_hosts: b.known_hosts.as_ref().map(|k| resolve(dir, k.get_ref())),
         firmware: b.firmware.as_ref().map(|k| resolve(dir, k.get_ref())),
+    })
+}
+
+/// A board's flashing keys: words without whitespace; `flash_program` resolved like a path.
+fn flash(cx: &mut Ctx, b: &crate::raw::RawBoard, f: &str, dir: &Path) -> Option<Flash> {
+    if b.flash_tool.is_none() && b.flash_program.is_none() && b.probe_serial.is_none() {
+        return None;
+    }
+    for (v, key) in [
+        (&b.flash_tool, "flash_tool"),
+        (&b.flash_program, "flash_program"),
+        (&b.probe_serial, "probe_serial"),
+    ] {
+        if let Some(v) = v {
+            let t = v.get_ref();
+            if t.trim().is_empty() || t.contains(char::is_whitespace) || t.starts_with('-') {
+                cx.err(
+                    v,
+                    format!("{f}.{key}"),
+                    "empty, starts with '-', or contains whitespace",
+                );
+            }
+        }
+    }
+    Some(Flash {
+        tool: b.flash_tool.as_ref().map(|v| v.get_ref().clone()),
+        program: b.flash_program.as_ref().map(|v| {
+            let p = v.get_ref();
+            // A bare name is looked up on PATH; anything with a slash is a path.
+            if p.contains('/') {
+                resolve(dir, p)
+            } else {
+                PathBuf::from(p)
+            }
+        }),
+        probe_serial: b.probe_serial.as_ref().map(|v| v.get_ref().clone()),
     })
 }
 

@@ -41,6 +41,10 @@ pub struct Profile {
     pub emulated: bool,
     /// How the host reaches the board's console.
     pub console: ConsoleKind,
+    /// The `platform` the board's firmware names in `READY` after flashing; another answer
+    /// means a wrong image or another board on the console, and the board is faulted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banner: Option<String>,
 }
 
 /// A kind of memory with its size and speed.
@@ -285,6 +289,7 @@ mod tests {
             },
             emulated: true,
             console: ConsoleKind::Pty,
+            banner: None,
         }
     }
 

@@ -112,6 +112,18 @@ impl BoardJob<'_> {
                 ),
             ));
         }
+        // A flashed board must come back as what was flashed.
+        if let Some(want) = &self.profile.banner {
+            let got = fr.get("platform").unwrap_or("");
+            if got != want {
+                return Err(Fault::failed(
+                    "wrong-banner",
+                    format!(
+                        "the board answered as {got:?}, expected {want:?}: another image, or another board on this console"
+                    ),
+                ));
+            }
+        }
         let (ram, flash) = (fr.u64("ram").unwrap_or(0), fr.u64("flash").unwrap_or(0));
         // The kernel variant is part of what ran: `0.1.0+dsp` tells DSP builds apart in `runs`.
         let fw = match (fr.get("fw").unwrap_or("?"), fr.get("kernels")) {

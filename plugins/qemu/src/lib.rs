@@ -214,6 +214,7 @@ pub fn profile_table() -> Vec<Profile> {
             },
             emulated: true,
             console: ConsoleKind::Emulator,
+            banner: None,
         })
         .collect()
 }

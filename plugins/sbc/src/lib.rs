@@ -80,6 +80,7 @@ pub fn profile_table() -> Vec<Profile> {
         },
         emulated: false,
         console: ConsoleKind::Channel,
+        banner: None,
     }
     };
     vec![

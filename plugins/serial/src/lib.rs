@@ -63,6 +63,7 @@ pub fn profile_table() -> Vec<Profile> {
         },
         emulated: false,
         console: ConsoleKind::Device,
+        banner: None,
     }]
 }
 

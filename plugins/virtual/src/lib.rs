@@ -85,6 +85,7 @@ pub fn profile_table() -> Vec<Profile> {
         },
         emulated: true,
         console: ConsoleKind::Pty,
+        banner: None,
     };
     vec![
         p(
