@@ -22,6 +22,11 @@ build() { # port, rust target, target dir, extra args…
   fi
 }
 
+if [ $check = 1 ]; then
+  # The Cortex-M ports' shared start-up library, linted on its own.
+  cargo clippy --quiet --manifest-path firmware/ports/cortex-m-start/Cargo.toml --target thumbv7em-none-eabihf --target-dir "$target" -- -D warnings
+  cargo fmt --manifest-path firmware/ports/cortex-m-start/Cargo.toml -- --check
+fi
 build qemu-mps2 thumbv7em-none-eabihf "$target"
 build qemu-mps2 thumbv7em-none-eabihf "$target/fw-dsp" --features dsp
 build stm32 thumbv7em-none-eabihf "$target"

@@ -548,6 +548,32 @@ impl RootModule for PluginModRef {
 }
 
 /// Helper for plugins: a [`PluginInfo`] for this ABI.
+/// The root module of a library that is one platform and nothing else (what most platform
+/// plugins' `get_library` returns).
+pub fn platform_module(
+    info: extern "C" fn() -> PluginInfo,
+    profiles: extern "C" fn() -> RString,
+    open_board: extern "C" fn(
+        &BoardSpec,
+        ROption<RailControlBox>,
+    ) -> RResult<BoardSessionBox, PluginError>,
+) -> PluginModRef {
+    use abi_stable::{prefix_type::PrefixTypeTrait, std_types::RNone};
+    PluginMod {
+        info,
+        platform: ROption::RSome(
+            PlatformApi {
+                profiles,
+                open_board,
+            }
+            .leak_into_prefix(),
+        ),
+        sensor: RNone,
+        power: RNone,
+    }
+    .leak_into_prefix()
+}
+
 pub fn plugin_info(name: &str, version: &str, description: &str) -> PluginInfo {
     PluginInfo {
         name: name.into(),

@@ -18,7 +18,6 @@ use std::{
 
 use abi_stable::{
     export_root_module,
-    prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
     std_types::{RNone, ROption, RResult, RSome, RString, RVec},
 };
@@ -26,8 +25,8 @@ use labctl_plugin_api::{
     child::which,
     guard, plugin_info,
     profile::{memories, ConsoleKind, Profile, ProfileDoc, Timing, TimingSource},
-    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PlatformApi, PluginError,
-    PluginInfo, PluginMod, PluginModRef, RailControlBox, Step,
+    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError, PluginInfo,
+    PluginModRef, RailControlBox, Step,
 };
 
 /// One kind of QEMU board.
@@ -169,19 +168,7 @@ const MACHINES: &[Machine] = &[
 
 #[export_root_module]
 pub fn get_library() -> PluginModRef {
-    PluginMod {
-        info,
-        platform: RSome(
-            PlatformApi {
-                profiles,
-                open_board,
-            }
-            .leak_into_prefix(),
-        ),
-        sensor: RNone,
-        power: RNone,
-    }
-    .leak_into_prefix()
+    labctl_plugin_api::platform_module(info, profiles, open_board)
 }
 
 extern "C" fn info() -> PluginInfo {

@@ -1,0 +1,124 @@
+//! What every Cortex-M port of the profiling firmware does the same way, so that a port is only
+//! its vector table, its console and its memory map: setting up RAM from the linker's symbols
+//! (`_sbss`, `_ebss`, `_sdata`, `_edata`, `_sidata`), turning the FPU on, painting the free RAM
+//! for the stack high-water mark (`_stack_top`), and SysTick on the processor clock as the cycle
+//! counter — polled, never interrupting, its tick phase restarted at each measured stretch.
+
+#![no_std]
+
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+
+extern "C" {
+    static mut _sbss: u32;
+    static mut _ebss: u32;
+    static mut _sdata: u32;
+    static mut _edata: u32;
+    static _sidata: u32;
+    static _stack_top: u32;
+}
+
+const SYST_CSR: usize = 0xE000_E010;
+const SYST_RVR: usize = 0xE000_E014;
+const SYST_CVR: usize = 0xE000_E018;
+const CPACR: usize = 0xE000_ED88;
+
+/// Zeroes .bss, copies .data's initial values from flash, enables CP10/CP11 (the FPU) and paints
+/// the RAM between .bss and the current stack pointer. Call first thing after reset, before any
+/// floating-point instruction and before any static is touched.
+///
+/// # Safety
+/// Only from the reset handler, once: it overwrites every static.
+pub unsafe fn init() {
+    let mut p = addr_of_mut!(_sbss);
+    while p < addr_of_mut!(_ebss) {
+        write_volatile(p, 0);
+        p = p.add(1);
+    }
+    let (mut d, mut s) = (addr_of_mut!(_sdata), addr_of!(_sidata));
+    while d < addr_of_mut!(_edata) {
+        write_volatile(d, read_volatile(s));
+        d = d.add(1);
+        s = s.add(1);
+    }
+    write_volatile(
+        CPACR as *mut u32,
+        read_volatile(CPACR as *const u32) | (0xF << 20),
+    );
+    core::arch::asm!("dsb", "isb");
+    let sp: usize;
+    core::arch::asm!("mov {}, sp", out(reg) sp);
+    fwcore::stack::paint(addr_of_mut!(_ebss) as usize, sp - 64);
+}
+
+/// Deepest stack use so far: the lowest word below the stack top no longer painted.
+pub fn stack_high_water() -> u64 {
+    // SAFETY: .bss end to stack top is this image's RAM.
+    unsafe { fwcore::stack::high_water(addr_of!(_ebss) as usize, addr_of!(_stack_top) as usize) }
+}
+
+/// .data + .bss, as linked.
+pub fn static_bytes() -> u64 {
+    (addr_of!(_ebss) as usize - addr_of!(_sdata) as usize) as u64
+}
+
+/// Bytes of the image in flash from `flash_base`: vector table, .text and .rodata up to where
+/// .data's initial values are stored (`_sidata`), which take `_edata - _sdata` more.
+pub fn code_bytes(flash_base: usize) -> u64 {
+    (addr_of!(_sidata) as usize - flash_base
+        + (addr_of!(_edata) as usize - addr_of!(_sdata) as usize)) as u64
+}
+
+/// SysTick as a 64-bit cycle count.
+pub struct SysTick {
+    /// Ticks counted up to `last` (the counter's value at the previous read).
+    ticks: u64,
+    last: u32,
+}
+
+impl SysTick {
+    /// Starts SysTick on the processor clock, no interrupt: wraps are counted by polling, so no
+    /// handler's instructions land inside a measured stretch.
+    pub fn start() -> SysTick {
+        // SAFETY: the core's SysTick registers.
+        unsafe {
+            write_volatile(SYST_RVR as *mut u32, 0x00FF_FFFF);
+            write_volatile(SYST_CVR as *mut u32, 0);
+            write_volatile(SYST_CSR as *mut u32, 0b101);
+        }
+        SysTick {
+            ticks: 0,
+            last: 0x00FF_FFFF,
+        }
+    }
+
+    /// A counter that reads as zero (a panic handler's port).
+    pub const fn idle() -> SysTick {
+        SysTick { ticks: 0, last: 0 }
+    }
+
+    /// The counter counts down from 2^24 - 1 and wraps every 2^24 cycles; it is read far more
+    /// often than that (every operator, and while waiting for input), so each read adds the
+    /// distance travelled since the previous one.
+    #[inline]
+    pub fn cycles(&mut self) -> u64 {
+        // SAFETY: the core's SysTick current-value register.
+        let v = unsafe { read_volatile(SYST_CVR as *const u32) } & 0x00FF_FFFF;
+        self.ticks += u64::from(self.last.wrapping_sub(v) & 0x00FF_FFFF);
+        self.last = v;
+        self.ticks
+    }
+
+    /// Restarts the tick phase here. Serial I/O and waiting for the host take a number of
+    /// instructions that depends on the host's pace, so the instant a measured stretch starts
+    /// falls anywhere within a tick; writing the current-value register restarts the period at
+    /// this instruction (QEMU reloads its timer from "now"), so a stretch counts its own
+    /// instructions only: deterministic under -icount. The part-tick since the last edge is
+    /// dropped (under one tick per stretch).
+    #[inline]
+    pub fn restart(&mut self) {
+        self.cycles();
+        // SAFETY: the core's SysTick current-value register.
+        unsafe { write_volatile(SYST_CVR as *mut u32, 0) };
+        self.last = 0;
+    }
+}
