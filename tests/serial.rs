@@ -46,6 +46,11 @@ struct Bench {
 
 impl Bench {
     fn new(model_preset: &str) -> Bench {
+        Bench::with(model_preset, &[])
+    }
+
+    /// [`Bench::new`] with more arguments for the firmware.
+    fn with(model_preset: &str, extra: &[&str]) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let (board_end, host_end) = (dir.path().join("board-end"), dir.path().join("ttyBENCH0"));
         let socat = Command::new("socat")
@@ -77,6 +82,7 @@ impl Bench {
                 .args(["--serial", board_end.to_str().unwrap()])
                 .args(["--platform", "bench-board", "--clock-hz", "240000000"])
                 .args(["--ram", "524288", "--flash", "4194304", "--ctx", "512"])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
@@ -415,4 +421,41 @@ fn a_console_is_found_by_usb_serial_number_also_after_it_re_enumerates() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(statuses, ["ok:", "ok:", "error:console"]);
+}
+
+/// A board that reads a temperature (the posix firmware on a Linux thermal zone, as on an SBC)
+/// reports it at each prompt's start and end (`TEMP`), stored per run.
+#[test]
+fn a_boards_temperature_is_stored_per_run() {
+    if !have_socat() {
+        return;
+    }
+    let zone = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(zone.path(), "47250\n").unwrap();
+    let bench = Bench::with(
+        "stories260k:q8_0",
+        &["--thermal", zone.path().to_str().unwrap()],
+    );
+    let model = bench.model("stories260k:q8_0");
+    let lab = bench.lab(
+        "lab.toml",
+        "lab.duckdb",
+        &format!("serial = \"{}\"", bench.host_end.display()),
+    );
+    run_ok(&[
+        "--lab",
+        lab.to_str().unwrap(),
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokens",
+        "4",
+    ]);
+    let c = open_ro(&bench.dir.path().join("lab.duckdb"));
+    let (start, end): (Option<f64>, Option<f64>) = c
+        .query_row("SELECT temp_start_c, temp_end_c FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((start, end), (Some(47.25), Some(47.25)));
 }

@@ -150,6 +150,9 @@ pub struct RunEnd {
     pub bad_frames: Option<i64>,
     /// The generated text, when the model has a tokenizer.
     pub output_text: Option<String>,
+    /// The board's temperature (°C) when the prompt started and when it ended (`TEMP` frames).
+    pub temp_start_c: Option<f64>,
+    pub temp_end_c: Option<f64>,
 }
 
 /// A board's bring-up state machine: off → powered → flashed → booted → ready → running → off,

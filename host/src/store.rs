@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// The schema this labctl writes. Files at a lower version are migrated on open; files at a
 /// higher version are refused.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. A new file runs all of them, so a fresh
 /// file and a migrated one have the same layout (column order matters to the Appender).
@@ -262,6 +262,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN output_text VARCHAR;
     ALTER TABLE tokens ADD COLUMN piece VARCHAR;
     "#,
+    // 5 → 6: the board's temperature at each prompt's start and end (`TEMP` frames).
+    r#"
+    ALTER TABLE runs ADD COLUMN temp_start_c DOUBLE;
+    ALTER TABLE runs ADD COLUMN temp_end_c DOUBLE;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -496,9 +501,10 @@ pub fn write_record(c: &Connection, r: &Record) -> duckdb::Result<()> {
             .execute(
                 "UPDATE runs SET finished_at = current_timestamp, status = ?, error = ?, reason_code = ?, \
                  gen_tokens = coalesce(?, gen_tokens), align_offset_us = ?, align_err_us = ?, \
-                 garbage_bytes = ?, bad_frames = ?, output_text = coalesce(?, output_text) WHERE run_id = ?",
+                 garbage_bytes = ?, bad_frames = ?, output_text = coalesce(?, output_text), \
+                 temp_start_c = ?, temp_end_c = ? WHERE run_id = ?",
                 params![e.status, e.error, e.reason_code, e.gen_tokens, e.align_offset_us, e.align_err_us,
-                        e.garbage_bytes, e.bad_frames, e.output_text, &*e.run_id],
+                        e.garbage_bytes, e.bad_frames, e.output_text, e.temp_start_c, e.temp_end_c, &*e.run_id],
             )
             .map(|_| ()),
         Record::Ops { run_id, ops } => {

@@ -3,7 +3,8 @@
 //!
 //! Host → board: `HELLO`, `INFO`, `PROMPT gen=G n=N [eos=E]` followed by `IDS` frames carrying the N
 //! prompt token ids (comma-separated, at most 64 per frame).
-//! Board → host: `READY`, `MODEL`, `TOK` per token, `OPS`, `MEM`, `DONE`, `ERR`.
+//! Board → host: `READY`, `MODEL`, `TOK` per token, `TEMP` (where the board has a sensor), `OPS`,
+//! `MEM`, `DONE`, `ERR`.
 //! `docs/protocol.md` has the fields and examples.
 
 use crate::infer::{argmax, forward, Clock, InferError, OpCycles, State};
@@ -35,6 +36,11 @@ pub trait Port: Clock {
     fn clock_hz(&self) -> u64;
     fn ram_bytes(&self) -> u64;
     fn flash_bytes(&self) -> u64;
+    /// The die (or board) temperature in °C where the port can read one; `None` otherwise. Sent
+    /// as a `TEMP` frame when a prompt starts and when it ends, so sustained runs show drift.
+    fn temperature_c(&mut self) -> Option<f32> {
+        None
+    }
     /// The firmware starts (`true`) or ends (`false`) a compute phase: a prompt's prefill and
     /// decode. A port may raise a GPIO here (as MLPerf Tiny's EnergyRunner uses a timestamp pin)
     /// or tell an emulator's power model; the default does nothing.
@@ -229,6 +235,7 @@ fn generate<P: Port>(
         err(port, "prompt + gen exceeds the context this board holds");
         return;
     }
+    temperature(port);
     let mut ops = OpCycles::default();
     let mut prev = port.cycles();
     let report = |port: &mut P, prev: &mut u64, i: usize, phase: &str, id: u32| {
@@ -279,6 +286,7 @@ fn generate<P: Port>(
             }
         }
     }
+    temperature(port);
     let (stat, heap, stack) = port.memory();
     let stat = stat.saturating_sub(idle);
     send(
@@ -303,6 +311,22 @@ fn generate<P: Port>(
         ],
     );
     send(port, "DONE", &[("tokens", &(n + made))]);
+}
+
+/// A `TEMP c=…` frame (two decimals) when the port reads a temperature.
+fn temperature<P: Port>(port: &mut P) {
+    if let Some(c) = port.temperature_c().filter(|c| c.is_finite()) {
+        let centi = (c * 100.0) as i32;
+        let (sign, a) = if centi < 0 {
+            ("-", -centi)
+        } else {
+            ("", centi)
+        };
+        let mut txt = [0u8; 16];
+        let n = fmt_into(&mut txt, format_args!("{sign}{}.{:02}", a / 100, a % 100));
+        let s = core::str::from_utf8(&txt[..n]).unwrap_or("0");
+        send(port, "TEMP", &[("c", &s)]);
+    }
 }
 
 fn fmt_into(buf: &mut [u8], args: core::fmt::Arguments<'_>) -> usize {

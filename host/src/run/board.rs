@@ -568,6 +568,8 @@ impl BoardJob<'_> {
             garbage_bytes: Some(gb as i64),
             bad_frames: Some(gf as i64),
             output_text,
+            temp_start_c: res.temps.first().copied(),
+            temp_end_c: res.temps.get(1).copied(),
         }));
         if let Some(ops) = res.ops.clone() {
             self.rec(Record::Ops {

@@ -57,6 +57,8 @@ pub(super) struct RunResult {
     pub(super) ops: Option<[(String, i64); 4]>,
     /// static, heap, stack, model and firmware-image bytes from `MEM`.
     pub(super) mem: Option<(i64, i64, i64, i64, i64)>,
+    /// `TEMP` readings in order (°C): at the prompt's start and at its end.
+    pub(super) temps: Vec<f64>,
     pub(super) outcome: Outcome,
     /// t = 0 of the run on the host clock (ns): just before the prompt's first byte.
     pub(super) t0_ns: u64,

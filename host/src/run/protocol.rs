@@ -180,6 +180,7 @@ impl BoardJob<'_> {
             toks: vec![],
             ops: None,
             mem: None,
+            temps: vec![],
             outcome: Outcome {
                 status: "ok",
                 error: None,
@@ -305,6 +306,17 @@ impl BoardJob<'_> {
                 "MEM" => {
                     let g = |k: &str| fr.u64(k).unwrap_or(0) as i64;
                     res.mem = Some((g("static"), g("heap"), g("stack"), g("model"), g("code")));
+                }
+                "TEMP" => {
+                    // Bounded: a board that floods TEMP frames keeps its first and last.
+                    if let Some(c) = fr.get("c").and_then(|v| v.parse::<f64>().ok()) {
+                        if c.is_finite() && (-100.0..=250.0).contains(&c) {
+                            if res.temps.len() >= 2 {
+                                res.temps.pop();
+                            }
+                            res.temps.push(c);
+                        }
+                    }
                 }
                 "DONE" => break,
                 "ERR" => {

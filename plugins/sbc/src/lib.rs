@@ -115,6 +115,9 @@ impl SbcBoard {
             p.flash_bytes().to_string(),
             "--ctx".into(),
             self.spec.ctx_tokens.max(1).to_string(),
+            // The SoC's sensor on a Pi or a Jetson; where the file is missing, no TEMP frames.
+            "--thermal".into(),
+            "/sys/class/thermal/thermal_zone0/temp".into(),
         ]
     }
 

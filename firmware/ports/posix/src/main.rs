@@ -33,11 +33,13 @@ struct Args {
     flash: u64,
     ctx: usize,
     phase_fd: Option<i32>,
+    /// A Linux thermal zone's `temp` file (millidegrees), e.g. an SBC's SoC sensor.
+    thermal: Option<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: labctl-fw-posix --model FILE [--serial TTY] [--platform NAME] [--clock-hz N] [--ram BYTES] [--flash BYTES] [--ctx TOKENS] [--phase-fd FD]"
+        "usage: labctl-fw-posix --model FILE [--serial TTY] [--platform NAME] [--clock-hz N] [--ram BYTES] [--flash BYTES] [--ctx TOKENS] [--phase-fd FD] [--thermal /sys/class/thermal/thermal_zone0/temp]"
     );
     std::process::exit(2)
 }
@@ -52,6 +54,7 @@ fn parse_args() -> Args {
         flash: 0,
         ctx: 256,
         phase_fd: None,
+        thermal: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -66,6 +69,7 @@ fn parse_args() -> Args {
             "--flash" => a.flash = num(&v),
             "--ctx" => a.ctx = num(&v).max(1) as usize,
             "--phase-fd" => a.phase_fd = Some(num(&v) as i32),
+            "--thermal" => a.thermal = Some(v),
             _ => usage(),
         }
     }
@@ -222,6 +226,13 @@ impl Port for PosixPort {
         // frames too, as an MCU's holds the reset handler's).
         let stack = self.stack.as_ref().map_or(0, Stack::high_water);
         (self.static_bytes, 0, stack)
+    }
+
+    fn temperature_c(&mut self) -> Option<f32> {
+        // Missing, unreadable or not a number: no reading (the run's temperature stays NULL).
+        let t = std::fs::read_to_string(self.args.thermal.as_ref()?).ok()?;
+        let milli: i64 = t.trim().parse().ok()?;
+        Some(milli as f32 / 1000.0)
     }
 
     fn platform(&self) -> &str {

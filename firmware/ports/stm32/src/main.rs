@@ -3,13 +3,15 @@
 //! on QEMU's `netduinoplus2`. Startup (vector table, .data/.bss, FPU), the clock tree
 //! ([`clock`]: 168 MHz from the HSI through the PLL, bounded waits, the emulator's clock where no
 //! RCC answers), USART1 as the console ([`usart`]), SysTick on the processor clock as the cycle
-//! counter (the count DWT's CYCCNT would give, which QEMU does not model), the model read in
-//! place from its flash partition (sectors 5–11), and a painted stack for the high-water mark.
+//! counter (the count DWT's CYCCNT would give, which QEMU does not model), the die temperature
+//! from the internal sensor ([`temp`]), the model read in place from its flash partition
+//! (sectors 5–11), and a painted stack for the high-water mark.
 
 #![no_std]
 #![no_main]
 
 mod clock;
+mod temp;
 mod usart;
 
 use core::{
@@ -110,6 +112,13 @@ impl Port for Stm32 {
     }
     fn code_bytes(&self) -> u64 {
         start::code_bytes(0x0800_0000)
+    }
+    fn temperature_c(&mut self) -> Option<f32> {
+        // An emulator without an RCC models no ADC either: don't wait for one.
+        if self.clocks.emulated {
+            return None;
+        }
+        temp::read_c()
     }
     fn platform(&self) -> &str {
         if self.clocks.emulated {
