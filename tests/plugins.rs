@@ -80,6 +80,10 @@ fn bad_libraries_are_rejected_with_path_and_reason_and_the_rest_loads() {
     )
     .unwrap();
     std::fs::write(d.join("liblabctl_garbage.so"), b"this is not an ELF file").unwrap();
+    // A real plugin cut short, as an interrupted copy leaves it: mapping it would end labctl with
+    // SIGBUS, so it is refused before it is loaded.
+    let whole = std::fs::read(plugin_lib("labctl_platform_serial")).unwrap();
+    std::fs::write(d.join("liblabctl_cut.so"), &whole[..3072]).unwrap();
     let foreign = foreign_library().expect("a libm to use as a foreign shared library");
     std::fs::copy(foreign, d.join("liblabctl_libm.so")).unwrap();
     let lab = d.join("lab.toml");
@@ -130,6 +134,10 @@ fn bad_libraries_are_rejected_with_path_and_reason_and_the_rest_loads() {
         "{old}"
     );
     assert!(reason("liblabctl_garbage.so").contains("not a labctl plugin"));
+    assert!(
+        reason("liblabctl_cut.so").contains("cut short"),
+        "{rejected:?}"
+    );
     assert!(reason("liblabctl_libm.so").contains("not a labctl plugin"));
 
     // The human listing names them too.

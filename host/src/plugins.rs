@@ -214,7 +214,63 @@ fn first_line(s: &str) -> &str {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
 }
 
+/// Whether a library file is a whole ELF object: its program and section header tables, and
+/// every segment the loader maps, inside the file. A library cut short (an interrupted copy)
+/// would otherwise be mapped and crash the process with SIGBUS when a missing page is touched.
+fn elf_complete(path: &Path) -> Result<(), String> {
+    let b = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = b.len() as u64;
+    let short = |what: &str| {
+        Err(format!(
+            "{} is cut short ({len} bytes; its {what} lies beyond the end): an interrupted copy? reinstall it",
+            path.display()
+        ))
+    };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" {
+        return Err(format!(
+            "{} is not a labctl plugin: not an ELF shared library",
+            path.display()
+        ));
+    }
+    if b[4] != 2 || b[5] != 1 {
+        // Only 64-bit little-endian libraries are built here; others are left to the loader.
+        return Ok(());
+    }
+    let u16_at = |o: usize| u64::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(a)
+    };
+    let (phoff, shoff) = (u64_at(32), u64_at(40));
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    let (shentsize, shnum) = (u16_at(58), u16_at(60));
+    if phoff.saturating_add(phentsize * phnum) > len {
+        return short("program header table");
+    }
+    if shnum > 0 && shoff.saturating_add(shentsize * shnum) > len {
+        return short("section header table");
+    }
+    for i in 0..phnum {
+        let h = (phoff + i * phentsize) as usize;
+        if h + 56 > b.len() {
+            return short("program header table");
+        }
+        let (kind, offset, filesz) = (
+            u32::from_le_bytes([b[h], b[h + 1], b[h + 2], b[h + 3]]),
+            u64_at(h + 8),
+            u64_at(h + 32),
+        );
+        // PT_LOAD segments are what the loader maps from the file.
+        if kind == 1 && offset.saturating_add(filesz) > len {
+            return short("loadable segment");
+        }
+    }
+    Ok(())
+}
+
 fn load_one(path: &Path) -> Result<LoadedPlugin, String> {
+    elf_complete(path)?;
     let header = lib_header_from_path(path).map_err(|e| {
         format!(
             "not a labctl plugin library: {}",
