@@ -346,7 +346,9 @@ fn a_busy_port_names_its_holder_and_a_console_closed_mid_run_is_an_error() {
         .unwrap();
     assert!(ok >= 1);
     assert_eq!(whole, ok * 200);
-    assert!(cut_tokens < 200, "{cut_tokens}");
+    // The kill lands anywhere in a run, also after its last token but before `DONE`: the cut
+    // run keeps what arrived, never more than a run has.
+    assert!(cut_tokens <= 200, "{cut_tokens}");
 }
 
 /// Adds a USB device to a sysfs-shaped tree under `root`, with one CDC-ACM tty whose `/dev` node
