@@ -118,7 +118,15 @@ pub struct Publisher {
     reports_losses: bool,
     /// Disconnected once the network thread has ended (after it sent DISCONNECT).
     ended: Mutex<mpsc::Receiver<()>>,
+    /// This process hosts the broker (it ends with the process).
+    hosts_broker: bool,
 }
+
+/// How long a process that hosts the embedded broker keeps it up after its own last message:
+/// the broker has taken everything once our DISCONNECT is out, but its connection threads may
+/// still be writing the last summaries and the `offline` status to subscribers, and rumqttd says
+/// nothing when they are done.
+const EMBEDDED_DRAIN: Duration = Duration::from_millis(300);
 
 fn url_host_port(url: &str) -> Option<(String, u16, bool)> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
@@ -289,9 +297,11 @@ impl Publisher {
         filters: Vec<String>,
     ) -> Result<(Arc<Publisher>, Inbox), String> {
         let mut transport = None;
+        let mut hosts_broker = false;
         let (host, port, describe) = match &m.mode {
             MqttMode::Embedded { listen } => {
                 let what = embedded_broker(*listen)?;
+                hosts_broker = what == "embedded broker";
                 (
                     listen.ip().to_string(),
                     listen.port(),
@@ -430,6 +440,7 @@ impl Publisher {
             announce,
             reports_losses: role != "ctl",
             ended: Mutex::new(ended),
+            hosts_broker,
         });
         Ok((p, inbox_rx))
     }
@@ -705,6 +716,9 @@ impl Publisher {
             // before it did too. Bounded, in case the broker vanishes right now.
             let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
             let _ = ended.recv_timeout(Duration::from_secs(5));
+            if self.hosts_broker {
+                std::thread::sleep(EMBEDDED_DRAIN);
+            }
         }
     }
 }
