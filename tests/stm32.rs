@@ -48,7 +48,7 @@ fn flashing_command_lines_per_tool_are_the_golden_plan() {
     std::fs::write(
         &lab,
         format!(
-            "name = \"stm32\"\n[storage]\npath = \"lab.duckdb\"\n\n{}{}{}",
+            "name = \"stm32\"\n[storage]\npath = \"lab.duckdb\"\n\n{}{}{}{}",
             board("f405-stlink", tty, ""),
             board(
                 "f405-openocd",
@@ -60,6 +60,7 @@ fn flashing_command_lines_per_tool_are_the_golden_plan() {
                 tty,
                 "flash_tool = \"probe-rs\"\nflash_program = \"/opt/probe-rs/bin/probe-rs\""
             ),
+            board("nucleo-f411", tty, "").replace("stm32f405", "nucleo-f411"),
         ),
     )
     .unwrap();
@@ -287,6 +288,65 @@ fn debians_flashing_tools_run_the_generated_commands_and_find_no_probe() {
                 && !lower.contains("unknown option")
                 && !lower.contains("invalid command"),
             "the generated command line is one the tool takes: {why}"
+        );
+    }
+}
+
+/// Loadable segments of a 32-bit ELF: (physical address, file bytes, memory bytes).
+fn segments(elf: &[u8]) -> Vec<(u32, u32, u32)> {
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let (phoff, phentsize, phnum) = (u32_at(28) as usize, u16_at(42), u16_at(44));
+    (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .filter(|&h| u32_at(h) == 1)
+        .map(|h| (u32_at(h + 12), u32_at(h + 16), u32_at(h + 20)))
+        .collect()
+}
+
+/// Every image the port builds lies within its chip: code below the model partition, statics
+/// (with the stack's reserve, which the linker script asserts) in the chip's SRAM.
+#[test]
+fn each_stm32_image_links_within_its_chip() {
+    if !have_image() {
+        return;
+    }
+    let target = bin_dir().parent().unwrap().to_path_buf();
+    for (image, model_at, ram) in [
+        (
+            "thumbv7em-none-eabihf/release/labctl-fw-stm32",
+            0x0802_0000u32,
+            128u32 << 10,
+        ),
+        (
+            "fw-stm32f411/thumbv7em-none-eabihf/release/labctl-fw-stm32",
+            0x0801_0000,
+            128 << 10,
+        ),
+    ] {
+        let elf = std::fs::read(target.join(image))
+            .unwrap_or_else(|e| panic!("{image}: {e} (bash firmware/ports/build.sh)"));
+        let segs = segments(&elf);
+        let code_end = segs
+            .iter()
+            .filter(|(a, f, _)| (0x0800_0000..0x2000_0000).contains(a) && *f > 0)
+            .map(|(a, f, _)| a + f)
+            .max()
+            .unwrap();
+        let ram_used: u32 = segs
+            .iter()
+            .filter(|(a, _, _)| *a >= 0x2000_0000)
+            .map(|(_, _, m)| m)
+            .sum();
+        assert!(code_end <= model_at, "{image}: code ends at {code_end:#x}");
+        assert!(
+            ram_used + (16 << 10) <= ram,
+            "{image}: {ram_used} B of statics"
+        );
+        println!(
+            "{image}: image {} B (budget {} B), statics {ram_used} B of {ram} B",
+            code_end - 0x0800_0000,
+            model_at - 0x0800_0000
         );
     }
 }

@@ -30,6 +30,7 @@ fi
 build qemu-mps2 thumbv7em-none-eabihf "$target"
 build qemu-mps2 thumbv7em-none-eabihf "$target/fw-dsp" --features dsp
 build stm32 thumbv7em-none-eabihf "$target"
+build stm32 thumbv7em-none-eabihf "$target/fw-stm32f411" --no-default-features --features f411
 build qemu-riscv riscv64gc-unknown-none-elf "$target"
 build qemu-riscv riscv32imafc-unknown-none-elf "$target"
-echo "images are in $target (DSP variant in $target/fw-dsp)"
+echo "images are in $target (DSP variant in $target/fw-dsp, STM32F411 in $target/fw-stm32f411)"

@@ -4,7 +4,8 @@
 //! model to its flash partition and the `stm32` port's image to the start of flash and resets
 //! the chip; the host then opens the board's serial console (the lab file's `serial` or
 //! `usb_serial`) and checks that it comes back as what was flashed (the profile's banner).
-//! Profiles exist for the chips the `stm32` port is built for: the STM32F405.
+//! Profiles exist for the chips the `stm32` port is built for: the STM32F405 and the
+//! NUCLEO-F411RE.
 
 mod elf;
 mod tools;
@@ -39,16 +40,30 @@ extern "C" fn info() -> PluginInfo {
 }
 
 /// The chips this plugin flashes, with the `stm32` port's memory map.
-pub const CHIPS: &[Chip] = &[Chip {
-    profile: "stm32f405",
-    image: "labctl-fw-stm32",
-    target: "thumbv7em-none-eabihf",
-    flash_base: 0x0800_0000,
-    flash_bytes: 1 << 20,
-    model_addr: 0x0802_0000,
-    openocd_target: "target/stm32f4x.cfg",
-    probe_rs_chip: "STM32F405RGTx",
-}];
+pub const CHIPS: &[Chip] = &[
+    Chip {
+        profile: "stm32f405",
+        image: "labctl-fw-stm32",
+        target: "thumbv7em-none-eabihf",
+        variant: None,
+        flash_base: 0x0800_0000,
+        flash_bytes: 1 << 20,
+        model_addr: 0x0802_0000,
+        openocd_target: "target/stm32f4x.cfg",
+        probe_rs_chip: "STM32F405RGTx",
+    },
+    Chip {
+        profile: "nucleo-f411",
+        image: "labctl-fw-stm32",
+        target: "thumbv7em-none-eabihf",
+        variant: Some(("fw-stm32f411", "f411")),
+        flash_base: 0x0800_0000,
+        flash_bytes: 512 << 10,
+        model_addr: 0x0801_0000,
+        openocd_target: "target/stm32f4x.cfg",
+        probe_rs_chip: "STM32F411RETx",
+    },
+];
 
 pub fn profile_table() -> Vec<Profile> {
     vec![Profile {
@@ -75,6 +90,36 @@ pub fn profile_table() -> Vec<Profile> {
         emulated: false,
         console: ConsoleKind::Device,
         banner: Some("stm32f405".into()),
+    },
+    Profile {
+        name: "nucleo-f411".into(),
+        description: "NUCLEO-F411RE: STM32F411RE at 100 MHz, 512 KiB flash (model in sectors 4-7), 128 KiB SRAM; console on USART2 through the on-board ST-LINK/V2-1's virtual COM port, flashed through the same ST-LINK".into(),
+        cpu: "Cortex-M4F".into(),
+        clock_hz: 100_000_000,
+        memories: memories(128, 0, 512),
+        supply_mv: 3300.0,
+        idle_ma: 0.0,
+        active_ma: 0.0,
+        usb: vec![
+            UsbIdent {
+                vid: 0x0483,
+                pid: 0x374b,
+                role: UsbRole::Probe,
+            },
+            UsbIdent {
+                vid: 0x0483,
+                pid: 0x374b,
+                role: UsbRole::Console,
+            },
+        ],
+        timing: Timing {
+            source: TimingSource::Board,
+            counter_hz: 100_000_000,
+            note: "the chip's SysTick on the 100 MHz core clock".into(),
+        },
+        emulated: false,
+        console: ConsoleKind::Device,
+        banner: Some("stm32f411".into()),
     }]
 }
 

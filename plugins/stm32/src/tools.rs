@@ -15,6 +15,10 @@ pub struct Chip {
     /// The `stm32` port's image file name and the Rust target it is built for.
     pub image: &'static str,
     pub target: &'static str,
+    /// The cargo target directory's subfolder the image is built in, for a chip built with
+    /// other features than the port's default (`fw-stm32f411`), and the suffix it carries when
+    /// installed beside labctl (`labctl-fw-stm32-f411`).
+    pub variant: Option<(&'static str, &'static str)>,
     pub flash_base: u32,
     pub flash_bytes: u32,
     pub model_addr: u32,
@@ -86,8 +90,16 @@ fn hex(a: u32) -> String {
 /// folder, or (in a cargo target directory) where `cargo build --release --target …` put it.
 fn find_image(posix_firmware: &str, chip: &Chip) -> Option<PathBuf> {
     let dir = Path::new(posix_firmware).parent()?;
-    let mut c = vec![dir.join(chip.image), dir.join("firmware").join(chip.image)];
+    let file = match chip.variant {
+        Some((_, suffix)) => format!("{}-{suffix}", chip.image),
+        None => chip.image.to_string(),
+    };
+    let mut c = vec![dir.join(&file), dir.join("firmware").join(&file)];
     if let Some(target) = dir.parent() {
+        let target = match chip.variant {
+            Some((sub, _)) => target.join(sub),
+            None => target.to_path_buf(),
+        };
         c.push(target.join(chip.target).join("release").join(chip.image));
     }
     c.into_iter().find(|p| p.is_file())
@@ -119,8 +131,8 @@ impl Flasher {
             err(
                 ErrorKind::InvalidConfig,
                 format!(
-                    "the {} image is not built: cargo build --release --manifest-path firmware/ports/stm32/Cargo.toml --target {} (or bash firmware/ports/build.sh)",
-                    chip.image, chip.target
+                    "the {} image for {} is not built: bash firmware/ports/build.sh",
+                    chip.image, chip.profile
                 ),
             )
         })?;

@@ -1,6 +1,7 @@
 //! The `stm32` port of the profiling firmware, for the STM32F405 (Cortex-M4F, 1 MiB flash,
-//! 192 KiB SRAM of which the 128 KiB main SRAM is used): the same image runs on a real board and
-//! on QEMU's `netduinoplus2`. Startup (vector table, .data/.bss, FPU), the clock tree
+//! 192 KiB SRAM of which the 128 KiB main SRAM is used; the same image runs on a real board and
+//! on QEMU's `netduinoplus2`) and, with the `f411` feature, the STM32F411 (512 KiB flash,
+//! 128 KiB SRAM, 100 MHz: a Nucleo-F411RE, console on its ST-LINK's virtual COM port). Startup (vector table, .data/.bss, FPU), the clock tree
 //! ([`clock`]: 168 MHz from the HSI through the PLL, bounded waits, the emulator's clock where no
 //! RCC answers), USART1 as the console ([`usart`]), SysTick on the processor clock as the cycle
 //! counter (the count DWT's CYCCNT would give, which QEMU does not model), the die temperature
@@ -10,6 +11,7 @@
 #![no_std]
 #![no_main]
 
+mod chip;
 mod clock;
 mod temp;
 mod usart;
@@ -25,10 +27,7 @@ use fwcore::{
 };
 use start::SysTick;
 
-/// What the firmware may use: the main SRAM and the whole flash (the model partition is part of
-/// it).
-const RAM_BYTES: u64 = 128 << 10;
-const FLASH_BYTES: u64 = 1 << 20;
+use chip::CHIP;
 
 extern "C" {
     static _model_start: u8;
@@ -124,23 +123,23 @@ impl Port for Stm32 {
         if self.clocks.emulated {
             "stm32f405-qemu"
         } else {
-            "stm32f405"
+            CHIP.name
         }
     }
     fn clock_hz(&self) -> u64 {
         self.clocks.sysclk
     }
     fn ram_bytes(&self) -> u64 {
-        RAM_BYTES
+        CHIP.ram_bytes
     }
     fn flash_bytes(&self) -> u64 {
-        FLASH_BYTES
+        CHIP.flash_bytes
     }
 }
 
 fn main() -> ! {
     let clocks = clock::init();
-    usart::init(clocks.apb2);
+    usart::init(clocks.usart);
     let mut port = Stm32 {
         clocks,
         static_bytes: start::static_bytes(),
@@ -159,7 +158,7 @@ fn panic(_: &PanicInfo) -> ! {
     let mut port = Stm32 {
         clocks: clock::Clocks {
             sysclk: 16_000_000,
-            apb2: 16_000_000,
+            usart: 16_000_000,
             emulated: false,
         },
         static_bytes: 0,

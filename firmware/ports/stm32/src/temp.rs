@@ -1,4 +1,5 @@
-//! The STM32F4's internal temperature sensor: ADC1 channel 16 (with TSVREFE set in ADC_CCR),
+//! The STM32F4's internal temperature sensor: ADC1 channel 16 on the F405, 18 on the F411 (with
+//! TSVREFE set in ADC_CCR),
 //! the longest sample time (480 cycles; the sensor needs ≥ 10 µs), one conversion, and the
 //! datasheet's typical curve (DS8626 §6.3.21: V25 = 0.76 V, 2.5 mV/°C) at VDDA = 3.3 V. Every
 //! wait is bounded: where there is no ADC (QEMU's netduinoplus2 models none) the conversion
@@ -29,10 +30,12 @@ fn wr(a: usize, v: u32) {
 pub fn read_c() -> Option<f32> {
     wr(RCC_APB2ENR, rd(RCC_APB2ENR) | (1 << 8));
     wr(ADC_CCR, rd(ADC_CCR) | (1 << 23));
-    // Channel 16: sample time 480 cycles (SMP16 = 0b111), a sequence of one.
-    wr(ADC_SMPR1, rd(ADC_SMPR1) | (0b111 << 18));
+    // The sensor's channel: sample time 480 cycles (its SMPx = 0b111 in SMPR1, which holds
+    // channels 10-18), a sequence of one.
+    let ch = crate::chip::CHIP.temp_channel;
+    wr(ADC_SMPR1, rd(ADC_SMPR1) | (0b111 << (3 * (ch - 10))));
     wr(ADC_SQR1, 0);
-    wr(ADC_SQR3, 16);
+    wr(ADC_SQR3, ch);
     wr(ADC_CR2, 1);
     // The sensor's start-up time (≤ 10 µs) before the first conversion.
     for _ in 0..2_000 {

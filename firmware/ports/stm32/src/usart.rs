@@ -1,18 +1,23 @@
-//! The console: USART1 on PA9 (TX) / PA10 (RX), 115200 8N1, polled. On QEMU's netduinoplus2 it
-//! is the first `-serial` (QEMU's serial N is USART N+1), whose model transmits synchronously
-//! and drops what arrives before the receiver is enabled.
+//! The console: the chip's console USART ([`crate::chip`]: USART1 on PA9/PA10 for the F405,
+//! USART2 on PA2/PA3 — the Nucleo's ST-LINK virtual COM port — for the F411), 115200 8N1,
+//! polled. On QEMU's netduinoplus2 USART1 is the first `-serial` (QEMU's serial N is USART
+//! N+1), whose model transmits synchronously and drops what arrives before the receiver is
+//! enabled.
 
 use core::ptr::{read_volatile, write_volatile};
 
+use crate::chip::CHIP;
+
 const RCC_AHB1ENR: usize = 0x4002_3830;
+const RCC_APB1ENR: usize = 0x4002_3840;
 const RCC_APB2ENR: usize = 0x4002_3844;
 const GPIOA_MODER: usize = 0x4002_0000;
-const GPIOA_AFRH: usize = 0x4002_0024;
-const USART1: usize = 0x4001_1000;
-const SR: usize = USART1;
-const DR: usize = USART1 + 0x04;
-const BRR: usize = USART1 + 0x08;
-const CR1: usize = USART1 + 0x0C;
+const GPIOA_AFRL: usize = 0x4002_0020;
+const U: usize = CHIP.console.base;
+const SR: usize = U;
+const DR: usize = U + 0x04;
+const BRR: usize = U + 0x08;
+const CR1: usize = U + 0x0C;
 const SR_RXNE: u32 = 1 << 5;
 const SR_TXE: u32 = 1 << 7;
 pub const BAUD: u64 = 115_200;
@@ -26,17 +31,23 @@ fn wr(a: usize, v: u32) {
     unsafe { write_volatile(a as *mut u32, v) }
 }
 
-/// Clocks GPIOA and USART1, muxes PA9/PA10 to AF7 and enables the USART at [`BAUD`] from the
-/// APB2 clock.
-pub fn init(apb2_hz: u64) {
+/// Clocks GPIOA and the USART, muxes its pins to AF7 and enables it at [`BAUD`] from its bus
+/// clock.
+pub fn init(bus_hz: u64) {
+    let c = &CHIP.console;
     wr(RCC_AHB1ENR, rd(RCC_AHB1ENR) | 1);
-    wr(RCC_APB2ENR, rd(RCC_APB2ENR) | (1 << 4));
-    wr(
-        GPIOA_MODER,
-        (rd(GPIOA_MODER) & !(0xF << 18)) | (0b1010 << 18),
-    );
-    wr(GPIOA_AFRH, (rd(GPIOA_AFRH) & !(0xFF << 4)) | (0x77 << 4));
-    wr(BRR, ((apb2_hz + BAUD / 2) / BAUD) as u32);
+    let en = if c.apb2 { RCC_APB2ENR } else { RCC_APB1ENR };
+    wr(en, rd(en) | (1 << c.enable_bit));
+    for pin in [c.tx, c.rx] {
+        wr(
+            GPIOA_MODER,
+            (rd(GPIOA_MODER) & !(0b11 << (2 * pin))) | (0b10 << (2 * pin)),
+        );
+        // AFRL holds pins 0-7, AFRH (the next word) 8-15; four bits each.
+        let (reg, shift) = (GPIOA_AFRL + 4 * (pin as usize / 8), 4 * (pin % 8));
+        wr(reg, (rd(reg) & !(0xF << shift)) | (7 << shift));
+    }
+    wr(BRR, ((bus_hz + BAUD / 2) / BAUD) as u32);
     // UE, TE, RE.
     wr(CR1, (1 << 13) | (1 << 3) | (1 << 2));
 }
