@@ -60,7 +60,9 @@ fn flashing_command_lines_per_tool_are_the_golden_plan() {
                 tty,
                 "flash_tool = \"probe-rs\"\nflash_program = \"/opt/probe-rs/bin/probe-rs\""
             ),
-            board("nucleo-f411", tty, "").replace("stm32f405", "nucleo-f411"),
+            board("nucleo-f411", tty, "").replace("stm32f405", "nucleo-f411")
+                + &board("nucleo-f746", tty, "flash_tool = \"openocd\"")
+                    .replace("stm32f405", "nucleo-f746"),
         ),
     )
     .unwrap();
@@ -322,6 +324,11 @@ fn each_stm32_image_links_within_its_chip() {
             "fw-stm32f411/thumbv7em-none-eabihf/release/labctl-fw-stm32",
             0x0801_0000,
             128 << 10,
+        ),
+        (
+            "fw-stm32f746/thumbv7em-none-eabihf/release/labctl-fw-stm32",
+            0x0802_0000,
+            320 << 10,
         ),
     ] {
         let elf = std::fs::read(target.join(image))

@@ -31,6 +31,7 @@ build qemu-mps2 thumbv7em-none-eabihf "$target"
 build qemu-mps2 thumbv7em-none-eabihf "$target/fw-dsp" --features dsp
 build stm32 thumbv7em-none-eabihf "$target"
 build stm32 thumbv7em-none-eabihf "$target/fw-stm32f411" --no-default-features --features f411
+build stm32 thumbv7em-none-eabihf "$target/fw-stm32f746" --no-default-features --features f746
 build qemu-riscv riscv64gc-unknown-none-elf "$target"
 build qemu-riscv riscv32imafc-unknown-none-elf "$target"
-echo "images are in $target (DSP variant in $target/fw-dsp, STM32F411 in $target/fw-stm32f411)"
+echo "images are in $target (DSP variant in $target/fw-dsp, STM32F411 and F746 in $target/fw-stm32f411, fw-stm32f746)"

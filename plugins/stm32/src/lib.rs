@@ -4,8 +4,8 @@
 //! model to its flash partition and the `stm32` port's image to the start of flash and resets
 //! the chip; the host then opens the board's serial console (the lab file's `serial` or
 //! `usb_serial`) and checks that it comes back as what was flashed (the profile's banner).
-//! Profiles exist for the chips the `stm32` port is built for: the STM32F405 and the
-//! NUCLEO-F411RE.
+//! Profiles exist for the chips the `stm32` port is built for: the STM32F405, the NUCLEO-F411RE
+//! and the NUCLEO-F746ZG.
 
 mod elf;
 mod tools;
@@ -62,6 +62,17 @@ pub const CHIPS: &[Chip] = &[
         model_addr: 0x0801_0000,
         openocd_target: "target/stm32f4x.cfg",
         probe_rs_chip: "STM32F411RETx",
+    },
+    Chip {
+        profile: "nucleo-f746",
+        image: "labctl-fw-stm32",
+        target: "thumbv7em-none-eabihf",
+        variant: Some(("fw-stm32f746", "f746")),
+        flash_base: 0x0800_0000,
+        flash_bytes: 1 << 20,
+        model_addr: 0x0802_0000,
+        openocd_target: "target/stm32f7x.cfg",
+        probe_rs_chip: "STM32F746ZGTx",
     },
 ];
 
@@ -120,6 +131,36 @@ pub fn profile_table() -> Vec<Profile> {
         emulated: false,
         console: ConsoleKind::Device,
         banner: Some("stm32f411".into()),
+    },
+    Profile {
+        name: "nucleo-f746".into(),
+        description: "NUCLEO-F746ZG: STM32F746ZG (Cortex-M7) at 180 MHz (216 MHz needs the regulator's over-drive, not used), 1 MiB flash (model in sectors 4-7), 320 KiB SRAM; console on USART3 through the on-board ST-LINK/V2-1's virtual COM port".into(),
+        cpu: "Cortex-M7F".into(),
+        clock_hz: 180_000_000,
+        memories: memories(320, 0, 1024),
+        supply_mv: 3300.0,
+        idle_ma: 0.0,
+        active_ma: 0.0,
+        usb: vec![
+            UsbIdent {
+                vid: 0x0483,
+                pid: 0x374b,
+                role: UsbRole::Probe,
+            },
+            UsbIdent {
+                vid: 0x0483,
+                pid: 0x374b,
+                role: UsbRole::Console,
+            },
+        ],
+        timing: Timing {
+            source: TimingSource::Board,
+            counter_hz: 180_000_000,
+            note: "the chip's SysTick on the 180 MHz core clock".into(),
+        },
+        emulated: false,
+        console: ConsoleKind::Device,
+        banner: Some("stm32f746".into()),
     }]
 }
 

@@ -1,10 +1,25 @@
-//! The chip this image is built for (cargo feature `f405`, the default, or `f411`): memory,
-//! clock tree, the console USART and its pins, and the temperature sensor's ADC channel. Figures
-//! from ST's reference manuals (RM0090 for the F405, RM0383 for the F411) and datasheets.
+//! The chip this image is built for (cargo feature `f405`, the default, `f411` or `f746`):
+//! memory, clock tree, the console USART and its pins, and the temperature sensor's ADC channel.
+//! Figures from ST's reference manuals (RM0090 for the F405, RM0383 for the F411, RM0385 for the
+//! F746) and datasheets.
 
-/// A USART on GPIOA with its pins in alternate function 7.
+/// Which USART register layout: the F4's (SR, DR, BRR, CR1) or the F7's (CR1, BRR, ISR, RDR,
+/// TDR).
+#[derive(Clone, Copy, PartialEq, Eq)]
+// Each build is for one chip, which uses one of them.
+#[allow(dead_code)]
+pub enum UsartKind {
+    F4,
+    F7,
+}
+
+/// A USART with its pins (on one GPIO port) in alternate function 7.
 pub struct Usart {
+    pub kind: UsartKind,
     pub base: usize,
+    /// The GPIO port's base and its enable bit in RCC_AHB1ENR (A = 0, D = 3).
+    pub gpio: usize,
+    pub gpio_bit: u32,
     /// On APB2 (`true`) or APB1: which enable register and which bus clock.
     pub apb2: bool,
     /// Its enable bit in RCC_APB2ENR / RCC_APB1ENR.
@@ -28,6 +43,9 @@ pub struct Chip {
     pub sysclk: u64,
     /// Flash wait states at `sysclk` and 3.3 V.
     pub latency: u32,
+    /// FLASH_ACR's other bits: prefetch and the caches (F4: PRFTEN, ICEN, DCEN) or the ART
+    /// accelerator (F7: PRFTEN, ARTEN).
+    pub acr_flags: u32,
     /// RCC_CFGR PPRE1 / PPRE2 codes and the bus clocks they give.
     pub ppre1: u32,
     pub ppre2: u32,
@@ -36,9 +54,12 @@ pub struct Chip {
     pub console: Usart,
     /// ADC1 channel of the internal temperature sensor.
     pub temp_channel: u32,
+    /// The static arena for the model's buffers: what the SRAM leaves after the firmware's
+    /// statics and the stack's reserve.
+    pub arena_bytes: usize,
 }
 
-#[cfg(not(feature = "f411"))]
+#[cfg(not(any(feature = "f411", feature = "f746")))]
 pub const CHIP: Chip = Chip {
     name: "stm32f405",
     flash_bytes: 1 << 20,
@@ -49,22 +70,27 @@ pub const CHIP: Chip = Chip {
     pll_q: 7,
     sysclk: 168_000_000,
     latency: 5,
+    acr_flags: (1 << 8) | (1 << 9) | (1 << 10),
     ppre1: 0b101,
     ppre2: 0b100,
     apb1: 42_000_000,
     apb2: 84_000_000,
     // USART1 on PA9/PA10 (what QEMU's netduinoplus2 puts first).
     console: Usart {
+        kind: UsartKind::F4,
         base: 0x4001_1000,
+        gpio: 0x4002_0000,
+        gpio_bit: 0,
         apb2: true,
         enable_bit: 4,
         tx: 9,
         rx: 10,
     },
     temp_channel: 16,
+    arena_bytes: 100 << 10,
 };
 
-#[cfg(feature = "f411")]
+#[cfg(all(feature = "f411", not(feature = "f746")))]
 pub const CHIP: Chip = Chip {
     name: "stm32f411",
     flash_bytes: 512 << 10,
@@ -76,17 +102,55 @@ pub const CHIP: Chip = Chip {
     pll_q: 4,
     sysclk: 100_000_000,
     latency: 3,
+    acr_flags: (1 << 8) | (1 << 9) | (1 << 10),
     ppre1: 0b100,
     ppre2: 0b000,
     apb1: 50_000_000,
     apb2: 100_000_000,
     // USART2 on PA2/PA3: the ST-LINK/V2-1's virtual COM port on a Nucleo-F411RE.
     console: Usart {
+        kind: UsartKind::F4,
         base: 0x4000_4400,
+        gpio: 0x4002_0000,
+        gpio_bit: 0,
         apb2: false,
         enable_bit: 17,
         tx: 2,
         rx: 3,
     },
     temp_channel: 18,
+    arena_bytes: 100 << 10,
+};
+
+#[cfg(feature = "f746")]
+pub const CHIP: Chip = Chip {
+    name: "stm32f746",
+    flash_bytes: 1 << 20,
+    // DTCM (64 KiB) + SRAM1 (240 KiB) + SRAM2 (16 KiB), contiguous from 0x20000000.
+    ram_bytes: 320 << 10,
+    // 180 MHz: the fastest without the regulator's over-drive mode (216 MHz needs it).
+    pll_m: 16,
+    pll_n: 360,
+    pll_p_code: 0,
+    pll_q: 8,
+    sysclk: 180_000_000,
+    latency: 6,
+    acr_flags: (1 << 8) | (1 << 9),
+    ppre1: 0b101,
+    ppre2: 0b100,
+    apb1: 45_000_000,
+    apb2: 90_000_000,
+    // USART3 on PD8/PD9: the ST-LINK/V2-1's virtual COM port on a Nucleo-F746ZG.
+    console: Usart {
+        kind: UsartKind::F7,
+        base: 0x4000_4800,
+        gpio: 0x4002_0C00,
+        gpio_bit: 3,
+        apb2: false,
+        enable_bit: 18,
+        tx: 8,
+        rx: 9,
+    },
+    temp_channel: 18,
+    arena_bytes: 288 << 10,
 };

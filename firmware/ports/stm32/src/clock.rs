@@ -1,6 +1,7 @@
 //! The STM32F4's clock tree: the chip's SYSCLK from the internal 16 MHz HSI through the main PLL
 //! (F405: M 16, N 336, P 2 = 168 MHz, APB2 84 MHz, five flash wait states; F411: N 200 = 100 MHz,
-//! APB2 100 MHz, three; see [`crate::chip`]), every wait for a ready bit bounded. A chip whose RCC reads all zeros is an emulator without an RCC model
+//! APB2 100 MHz, three; F746: N 360 = 180 MHz, the fastest without over-drive, six; see
+//! [`crate::chip`]), every wait for a ready bit bounded. A chip whose RCC reads all zeros is an emulator without an RCC model
 //! (QEMU's netduinoplus2): nothing is configured and the emulator's own clock is reported.
 
 use core::ptr::{read_volatile, write_volatile};
@@ -76,7 +77,7 @@ pub fn init() -> Clocks {
         return hsi;
     }
     // Flash wait states, prefetch and caches, before the core speeds up.
-    wr(FLASH_ACR, CHIP.latency | (1 << 8) | (1 << 9) | (1 << 10));
+    wr(FLASH_ACR, CHIP.latency | CHIP.acr_flags);
     if !wait_for(FLASH_ACR, 0xF, CHIP.latency) {
         return hsi;
     }

@@ -1,7 +1,8 @@
 //! The `stm32` port of the profiling firmware, for the STM32F405 (Cortex-M4F, 1 MiB flash,
 //! 192 KiB SRAM of which the 128 KiB main SRAM is used; the same image runs on a real board and
 //! on QEMU's `netduinoplus2`) and, with the `f411` feature, the STM32F411 (512 KiB flash,
-//! 128 KiB SRAM, 100 MHz: a Nucleo-F411RE, console on its ST-LINK's virtual COM port). Startup (vector table, .data/.bss, FPU), the clock tree
+//! 128 KiB SRAM, 100 MHz: a Nucleo-F411RE, console on its ST-LINK's virtual COM port) and, with
+//! `f746`, the STM32F746 (Cortex-M7, 1 MiB flash, 320 KiB SRAM, 180 MHz: a Nucleo-F746ZG). Startup (vector table, .data/.bss, FPU), the clock tree
 //! ([`clock`]: 168 MHz from the HSI through the PLL, bounded waits, the emulator's clock where no
 //! RCC answers), USART1 as the console ([`usart`]), SysTick on the processor clock as the cycle
 //! counter (the count DWT's CYCCNT would give, which QEMU does not model), the die temperature
@@ -37,7 +38,7 @@ extern "C" {
 /// The firmware's static arena for the model's buffers (KV cache, activations): what the main
 /// SRAM has left after the firmware's statics and the stack's reserve (the link fails if it
 /// does not fit).
-const ARENA_BYTES: usize = 100 << 10;
+const ARENA_BYTES: usize = CHIP.arena_bytes;
 #[repr(C, align(8))]
 struct Arena([u8; ARENA_BYTES]);
 static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
