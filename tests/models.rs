@@ -9,7 +9,9 @@ use std::{
     process::Command,
 };
 
-use labctl_integration_tests::{bin_dir, have, labctl, open_ro, repo, run_ok, text, virtual_lab};
+use labctl_integration_tests::{
+    bin_dir, have, have_built, labctl, open_ro, repo, run_ok, text, virtual_lab,
+};
 
 fn have_gguf() -> bool {
     have(
@@ -609,18 +611,13 @@ fn have_qemu_m4() -> bool {
     ) {
         return false;
     }
-    let image = bin_dir()
-        .parent()
-        .map(|t| t.join("thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2"))
-        .is_some_and(|p| p.is_file());
-    if !image {
-        let why = "the Cortex-M images are not built (bash firmware/ports/build.sh)";
-        if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-            panic!("{why}, and LAB_REQUIRE_EXTERNAL=1");
-        }
-        eprintln!("skipping the QEMU part: {why}");
-    }
-    image
+    have_built(
+        &bin_dir()
+            .parent()
+            .unwrap()
+            .join("thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2"),
+        "the Cortex-M images are not built (bash firmware/ports/build.sh)",
+    )
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, path::Path, process::Command};
 
 use duckdb::{AccessMode, Config, Connection};
-use labctl_integration_tests::{bin_dir, repo, run_ok, virtual_lab};
+use labctl_integration_tests::{bin_dir, have_built, repo, run_ok, virtual_lab};
 
 fn have_qemu() -> bool {
     let ok = Command::new("sh")
@@ -356,13 +356,7 @@ fn the_dsp_kernels_are_bit_exact_and_faster() {
     let target = bin_dir().parent().unwrap().to_path_buf();
     let plain = target.join("thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2");
     let dsp = target.join("fw-dsp/thumbv7em-none-eabihf/release/labctl-fw-qemu-mps2");
-    if !dsp.is_file() {
-        let why = "the DSP image is not built (see .ci/run)";
-        assert!(
-            std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("skipping: {why}");
+    if !have_built(&dsp, "the DSP image is not built (see .ci/run)") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -460,13 +454,10 @@ fn the_stm32f405_image_on_qemu_gives_a_virtual_boards_tokens() {
         .parent()
         .unwrap()
         .join("thumbv7em-none-eabihf/release/labctl-fw-stm32");
-    if !image.is_file() {
-        let why = "the stm32 image is not built (bash firmware/ports/build.sh)";
-        assert!(
-            std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("skipping: {why}");
+    if !have_built(
+        &image,
+        "the stm32 image is not built (bash firmware/ports/build.sh)",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

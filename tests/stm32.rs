@@ -11,23 +11,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use labctl_integration_tests::{bin_dir, golden, have, labctl, open_ro, run_ok, text};
+use labctl_integration_tests::{bin_dir, golden, have, have_built, labctl, open_ro, run_ok, text};
 
 fn have_image() -> bool {
-    let image = bin_dir()
-        .parent()
-        .unwrap()
-        .join("thumbv7em-none-eabihf/release/labctl-fw-stm32");
-    if !image.is_file() {
-        let why = "the stm32 image is not built (bash firmware/ports/build.sh)";
-        assert!(
-            std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("skipping: {why}");
-        return false;
-    }
-    true
+    have_built(
+        &bin_dir()
+            .parent()
+            .unwrap()
+            .join("thumbv7em-none-eabihf/release/labctl-fw-stm32"),
+        "the stm32 image is not built (bash firmware/ports/build.sh)",
+    )
 }
 
 fn board(name: &str, serial: &Path, extra: &str) -> String {

@@ -142,11 +142,12 @@ fn url_host_port(url: &str) -> Option<(String, u16, bool)> {
     Some((host, port, tls))
 }
 
-/// Starts an embedded rumqttd on `listen` for this process's lifetime. Nothing is started when
-/// a broker already listens there (it is used instead). Errors say plainly why not.
-fn embedded_broker(listen: SocketAddr) -> Result<&'static str, String> {
+/// Starts an embedded rumqttd on `listen` for this process's lifetime: `Ok(true)`. Nothing is
+/// started when a broker already listens there (it is used instead): `Ok(false)`. Errors say
+/// plainly why not.
+fn embedded_broker(listen: SocketAddr) -> Result<bool, String> {
     if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
-        return Ok("a broker already listening there");
+        return Ok(false);
     }
     // Probe the port ourselves: rumqttd only logs a failed bind from its own thread.
     drop(TcpListener::bind(listen).map_err(|e| {
@@ -187,7 +188,7 @@ dynamic_filters = true
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(2) {
         if TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_ok() {
-            return Ok("embedded broker");
+            return Ok(true);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -300,8 +301,12 @@ impl Publisher {
         let mut hosts_broker = false;
         let (host, port, describe) = match &m.mode {
             MqttMode::Embedded { listen } => {
-                let what = embedded_broker(*listen)?;
-                hosts_broker = what == "embedded broker";
+                hosts_broker = embedded_broker(*listen)?;
+                let what = if hosts_broker {
+                    "embedded broker"
+                } else {
+                    "a broker already listening there"
+                };
                 (
                     listen.ip().to_string(),
                     listen.port(),

@@ -403,8 +403,7 @@ impl lab_config::Catalog for Catalog<'_> {
             .map(|p| p.profiles.iter().map(|b| b.name.to_string()).collect())
     }
 
-    fn profile_is_real(&self, platform: &str, profile: &str) -> Option<bool> {
-        // Real hardware whose console the lab file must name: a serial device.
+    fn profile_needs_console(&self, platform: &str, profile: &str) -> Option<bool> {
         self.0
             .profile(platform, profile)
             .map(|p| p.console == labctl_plugin_api::profile::ConsoleKind::Device)

@@ -30,9 +30,10 @@ pub trait Catalog {
     fn sensor_timing(&self, sensor: &Sensor) -> Result<SensorTiming, String>;
     /// Profiles of a platform, or `None` if no loaded plugin provides it.
     fn platform_profiles(&self, platform: &str) -> Option<Vec<String>>;
-    /// Whether boards of this profile are real hardware, reached over a console the lab file
-    /// must name (`serial` or `usb_serial`). `None` when unknown.
-    fn profile_is_real(&self, _platform: &str, _profile: &str) -> Option<bool> {
+    /// Whether boards of this profile are reached over a serial console the lab file must name
+    /// (`serial` or `usb_serial`): real hardware on a serial line, not an emulator's pty or an
+    /// SSH channel. `None` when unknown.
+    fn profile_needs_console(&self, _platform: &str, _profile: &str) -> Option<bool> {
         None
     }
 }
@@ -1280,7 +1281,7 @@ pub fn check_with(lab: &Lab, catalog: &dyn Catalog) -> Vec<ConfigError> {
                 ErrorKind::Invalid,
             ),
             Some(_) => {
-                if catalog.profile_is_real(&b.platform, &b.profile) == Some(true)
+                if catalog.profile_needs_console(&b.platform, &b.profile) == Some(true)
                     && b.console.is_none()
                 {
                     push(

@@ -103,12 +103,28 @@ pub fn have(check: &str, why_missing: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !found {
-        if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
-            panic!("{why_missing}, and LAB_REQUIRE_EXTERNAL=1");
-        }
-        eprintln!("skipping: {why_missing}");
+        missing(why_missing);
     }
     found
+}
+
+/// Whether a file the build makes outside `cargo build --workspace` (a bare-metal image from
+/// `firmware/ports/build.sh`) is there, with [`have`]'s rule when it is not.
+pub fn have_built(path: &Path, why_missing: &str) -> bool {
+    let found = path.is_file();
+    if !found {
+        missing(why_missing);
+    }
+    found
+}
+
+/// Something a test needs is not here: fails under LAB_REQUIRE_EXTERNAL=1, else says why the
+/// test skips.
+pub fn missing(why: &str) {
+    if std::env::var("LAB_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+        panic!("{why}, and LAB_REQUIRE_EXTERNAL=1");
+    }
+    eprintln!("skipping: {why}");
 }
 
 /// A results database opened read-only, as users' tools open it.

@@ -72,7 +72,7 @@ impl Card {
     /// The tokenizer's one-line description for `runs.tokenizer`.
     pub fn tokenizer_label(&self) -> String {
         match &self.tokenizer {
-            Some(v) => format!("spm:{} ({} pieces)", v.source, v.tokens.len()),
+            Some(v) => v.label(),
             None => "none".into(),
         }
     }

@@ -184,15 +184,7 @@ pub fn import_file(
         notes: more,
     } = imported;
     notes.extend(more);
-    let name = if src.format == "gguf" {
-        gguf::parse(&bytes).ok().and_then(|g| {
-            g.get("general.name")
-                .and_then(|v| v.as_str().map(String::from))
-        })
-    } else {
-        None
-    };
-    let source = provenance(file, &bytes, src.format, name);
+    let source = provenance(file, &bytes, src.format, src.name.clone());
     let card = Card {
         schema: CARD_SCHEMA,
         model_sha256: sha256_hex(&out),

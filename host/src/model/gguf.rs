@@ -565,6 +565,9 @@ impl<'a> Gguf<'a> {
             norm: self.tensor_of("output_norm.weight")?,
             output,
             vocab: self.vocab()?,
+            name: self
+                .get("general.name")
+                .and_then(|v| v.as_str().map(String::from)),
         };
         src.check_shapes()?;
         Ok(src)

@@ -233,6 +233,7 @@ fn assemble<'a>(format: &'static str, hyper: Hyper, p: Parts<'a>) -> Source<'a> 
         norm,
         output,
         vocab: None,
+        name: None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Model files on the host: `labctl model gen|import|inspect|fit|presets|validate`, resolving a
-//! run's `--model` (a file, or a preset generated once into a cache beside the database), the
-//! byte-level tokenizer, and quantization accuracy under teacher forcing. Importing other
+//! run's `--model` (a file, or a preset generated once into a cache beside the database), and
+//! quantization accuracy under teacher forcing. Importing other
 //! formats lives in the submodules: readers ([`gguf`], [`llama2c`]) build a [`source::Source`],
 //! [`import`] writes it as a labctl model, [`card`] keeps its provenance and [`tokenizer`].
 
@@ -163,6 +163,11 @@ impl ModelFile {
         })
     }
 
+    /// The model card beside the file, checked against these bytes (`None`: not imported).
+    pub fn card(&self) -> Result<Option<card::Card>, BadInput> {
+        card::Card::load_for(&self.path, &sha256_hex(&self.bytes)).map_err(BadInput)
+    }
+
     /// The name runs are stored under: the file's stem.
     pub fn name(&self) -> String {
         self.path
@@ -259,19 +264,7 @@ pub fn resolve(spec: &str, cache: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The byte-level tokenizer of generated models: one token per UTF-8 byte (ids 0–255), so any
-/// text maps to ids and back. Models with a vocabulary under 256 cannot take text prompts.
-pub fn encode(text: &str, vocab: u32) -> Result<Vec<u32>, BadInput> {
-    if vocab < 256 {
-        return Err(BadInput(format!(
-            "the byte-level tokenizer needs a vocabulary of at least 256 (this model has {vocab})"
-        )));
-    }
-    if text.is_empty() {
-        return Err(BadInput("--prompt is empty".into()));
-    }
-    Ok(text.bytes().map(u32::from).collect())
-}
+pub use tokenizer::byte_encode as encode;
 
 /// Whether a model fits a board profile's memory at a context length.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -558,7 +551,7 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
             json,
         } => {
             let m = ModelFile::load(&file)?;
-            let card = card::Card::load_for(&file, &sha256_hex(&m.bytes)).map_err(BadInput)?;
+            let card = m.card()?;
             let (ids, pieces, decoded) = match card.and_then(|c| c.tokenizer) {
                 Some(v) => {
                     let bos = v.add_bos && !no_bos;
@@ -592,7 +585,7 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
         ModelCmd::Inspect { file, json } => {
             let m = ModelFile::load(&file)?;
             let t = tensors(&m.cfg);
-            let card = card::Card::load_for(&file, &sha256_hex(&m.bytes)).map_err(BadInput)?;
+            let card = m.card()?;
             if json {
                 let v = json!({
                     "file": file, "bytes": m.bytes.len(), "seed": m.seed,
@@ -716,7 +709,7 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
             json,
         } => {
             let m = ModelFile::load(&file)?;
-            let card = card::Card::load_for(&file, &sha256_hex(&m.bytes)).map_err(BadInput)?;
+            let card = m.card()?;
             if let Some(c) = &card {
                 let ids = match &c.tokenizer {
                     Some(v) => tokenizer::Spm::new(v.clone()).encode(&prompt, v.add_bos),

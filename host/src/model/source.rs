@@ -218,6 +218,8 @@ pub struct Source<'a> {
     /// The classifier; `None` when it is the embedding (tied weights).
     pub output: Option<Tensor<'a>>,
     pub vocab: Option<Vocab>,
+    /// The model's own name, where the format carries one (GGUF `general.name`).
+    pub name: Option<String>,
 }
 
 impl Source<'_> {

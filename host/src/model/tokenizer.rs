@@ -101,6 +101,11 @@ impl Vocab {
         Ok(())
     }
 
+    /// One line for `runs.tokenizer`: `spm:gguf (32000 pieces)`.
+    pub fn label(&self) -> String {
+        format!("spm:{} ({} pieces)", self.source, self.tokens.len())
+    }
+
     /// The byte a `<0xNN>` byte token stands for.
     fn byte_of(&self, id: usize) -> Option<u8> {
         let t = self.tokens[id].as_str();
@@ -274,6 +279,43 @@ impl Spm {
             .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
+}
+
+/// The byte-level tokenizer of generated models: one token per UTF-8 byte (ids 0–255), so any
+/// text maps to ids and back. Models with a vocabulary under 256 cannot take text prompts.
+pub fn byte_encode(text: &str, vocab: u32) -> Result<Vec<u32>, crate::error::BadInput> {
+    use crate::error::BadInput;
+    if vocab < 256 {
+        return Err(BadInput(format!(
+            "the byte-level tokenizer needs a vocabulary of at least 256 (this model has {vocab})"
+        )));
+    }
+    if text.is_empty() {
+        return Err(BadInput("--prompt is empty".into()));
+    }
+    Ok(text.bytes().map(u32::from).collect())
+}
+
+/// A byte-level token as text: the character for ids below 128, `<0xNN>` for the other bytes,
+/// nothing past 255 (a generated model's vocabulary is larger).
+pub fn byte_piece(id: u32) -> Option<String> {
+    match id {
+        0..=127 => Some(char::from(id as u8).to_string()),
+        128..=255 => Some(format!("<0x{id:02X}>")),
+        _ => None,
+    }
+}
+
+/// Byte-level ids as text: the bytes, with ids past 255 (no text) as U+FFFD.
+pub fn byte_text(ids: &[u32]) -> String {
+    let mut b = Vec::with_capacity(ids.len());
+    for &i in ids {
+        match u8::try_from(i) {
+            Ok(x) => b.push(x),
+            Err(_) => b.extend_from_slice("\u{fffd}".as_bytes()),
+        }
+    }
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// Reads llama2.c's `tokenizer.bin`: an i32 longest-piece length, then per token an f32 score, an

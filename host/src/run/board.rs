@@ -65,7 +65,8 @@ pub(super) struct ModelPlan {
     pub(super) prompt_ids: Vec<u32>,
     /// SHA-256 of the model file, hex (stored in `runs.model_sha256`).
     pub(super) sha256: String,
-    /// The imported model's card (provenance, tokenizer), when it has one.
+    /// The imported model's card (provenance; its vocabulary moved into `tokenizer`), when it
+    /// has one.
     pub(super) card: Option<model::card::Card>,
     /// The tokenizer that turns generated ids into text, when the model has one.
     pub(super) tokenizer: Option<Arc<model::tokenizer::Spm>>,
@@ -85,9 +86,10 @@ impl ModelPlan {
             model_format: src.map(|s| s.format.clone()),
             model_source: src.map(|s| s.file.clone()),
             model_source_sha256: src.map(|s| s.sha256.clone()),
-            tokenizer: match &self.card {
-                Some(c) => c.tokenizer_label(),
-                None => "byte-level".into(),
+            tokenizer: match (&self.tokenizer, &self.card) {
+                (Some(t), _) => t.vocab.label(),
+                (None, Some(_)) => "none".into(),
+                (None, None) => "byte-level".into(),
             },
             prompt_ids: self
                 .prompt_ids
@@ -99,34 +101,22 @@ impl ModelPlan {
         }
     }
 
-    /// A token as text for `tokens.piece`: the tokenizer's piece, or the byte-level tokenizer's
-    /// character for ids below 128 and `<0xNN>` for the other bytes.
+    /// A token as text for `tokens.piece`: the model's tokenizer's piece, or the byte-level
+    /// tokenizer's for generated models (an imported model without a tokenizer has none).
     pub(super) fn piece(&self, id: u32) -> Option<String> {
-        match &self.tokenizer {
-            Some(t) => Some(t.vocab.piece(id)),
-            None if self.card.is_none() && id < 128 => Some(char::from(id as u8).to_string()),
-            None if self.card.is_none() && id < 256 => Some(format!("<0x{id:02X}>")),
-            None => None,
+        match (&self.tokenizer, &self.card) {
+            (Some(t), _) => Some(t.vocab.piece(id)),
+            (None, None) => model::tokenizer::byte_piece(id),
+            (None, Some(_)) => None,
         }
     }
 
     /// The text of generated ids.
     pub(super) fn text(&self, ids: &[u32]) -> Option<String> {
-        match &self.tokenizer {
-            Some(t) => Some(t.continuation(ids)),
-            // Byte-level: ids are bytes; ids past 255 (a generated model's vocabulary is
-            // larger) are no text and show as U+FFFD.
-            None if self.card.is_none() => {
-                let mut b = Vec::with_capacity(ids.len());
-                for &i in ids {
-                    match u8::try_from(i) {
-                        Ok(x) => b.push(x),
-                        Err(_) => b.extend_from_slice("\u{fffd}".as_bytes()),
-                    }
-                }
-                Some(String::from_utf8_lossy(&b).into_owned())
-            }
-            None => None,
+        match (&self.tokenizer, &self.card) {
+            (Some(t), _) => Some(t.continuation(ids)),
+            (None, None) => Some(model::tokenizer::byte_text(ids)),
+            (None, Some(_)) => None,
         }
     }
 }

@@ -61,10 +61,12 @@ pub fn plan(lab_path: &Path, args: RunArgs) -> anyhow::Result<Plan> {
         let path = model::resolve(spec, &cache)?;
         let file = ModelFile::load(&path)?;
         let sha256 = model::sha256_hex(&file.bytes);
-        let card = model::card::Card::load_for(&path, &sha256).map_err(BadInput)?;
+        let mut card = model::card::Card::load_for(&path, &sha256).map_err(BadInput)?;
+        // The vocabulary moves into the tokenizer (a 32 000-piece one is megabytes): the card
+        // keeps the provenance.
         let tokenizer = card
-            .as_ref()
-            .and_then(|c| c.tokenizer.clone())
+            .as_mut()
+            .and_then(|c| c.tokenizer.take())
             .map(|v| Arc::new(model::tokenizer::Spm::new(v)));
         let vocab = file.cfg.vocab_size;
         let prompt_ids = if !args.prompt_ids.is_empty() {

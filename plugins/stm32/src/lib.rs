@@ -76,92 +76,89 @@ pub const CHIPS: &[Chip] = &[
     },
 ];
 
-pub fn profile_table() -> Vec<Profile> {
-    vec![Profile {
-        name: "stm32f405".into(),
-        description: "STM32F405RG (Adafruit Feather STM32F405 Express, Olimex STM32-H405, Netduino Plus 2): 168 MHz, 1 MiB flash (model in sectors 5-11), 128 KiB main SRAM used (+64 KiB CCM); console on USART1 (PA9/PA10) through a USB-serial adapter; flashed over SWD with an ST-LINK/V2".into(),
-        cpu: "Cortex-M4F".into(),
-        clock_hz: 168_000_000,
-        memories: memories(128, 0, 1024),
+/// A profile of a board on its own serial console, flashed through an ST-LINK whose USB IDs
+/// `usb` lists; its firmware answers as `banner`. Currents are not given: a board's draw depends
+/// on its regulator and LEDs, so measure it with a sensor.
+fn board(
+    name: &str,
+    description: &str,
+    cpu: &str,
+    clock_hz: u64,
+    (ram_kib, flash_kib): (u64, u64),
+    usb: Vec<UsbIdent>,
+    banner: &str,
+) -> Profile {
+    Profile {
+        name: name.into(),
+        description: description.into(),
+        cpu: cpu.into(),
+        clock_hz,
+        memories: memories(ram_kib, 0, flash_kib),
         supply_mv: 3300.0,
-        // Not given: a board's draw depends on its regulator and LEDs; measure it with a sensor.
         idle_ma: 0.0,
         active_ma: 0.0,
-        // The ST-LINK/V2 that flashes it.
-        usb: vec![UsbIdent {
+        usb,
+        timing: Timing {
+            source: TimingSource::Board,
+            counter_hz: clock_hz,
+            note: format!(
+                "the chip's SysTick on the {} MHz core clock",
+                clock_hz / 1_000_000
+            ),
+        },
+        emulated: false,
+        console: ConsoleKind::Device,
+        banner: Some(banner.into()),
+    }
+}
+
+/// A Nucleo's ST-LINK/V2-1: the probe and the board's virtual COM port.
+fn nucleo_stlink() -> Vec<UsbIdent> {
+    [UsbRole::Probe, UsbRole::Console]
+        .into_iter()
+        .map(|role| UsbIdent {
             vid: 0x0483,
-            pid: 0x3748,
-            role: UsbRole::Probe,
-        }],
-        timing: Timing {
-            source: TimingSource::Board,
-            counter_hz: 168_000_000,
-            note: "the chip's SysTick on the 168 MHz core clock".into(),
-        },
-        emulated: false,
-        console: ConsoleKind::Device,
-        banner: Some("stm32f405".into()),
-    },
-    Profile {
-        name: "nucleo-f411".into(),
-        description: "NUCLEO-F411RE: STM32F411RE at 100 MHz, 512 KiB flash (model in sectors 4-7), 128 KiB SRAM; console on USART2 through the on-board ST-LINK/V2-1's virtual COM port, flashed through the same ST-LINK".into(),
-        cpu: "Cortex-M4F".into(),
-        clock_hz: 100_000_000,
-        memories: memories(128, 0, 512),
-        supply_mv: 3300.0,
-        idle_ma: 0.0,
-        active_ma: 0.0,
-        usb: vec![
-            UsbIdent {
+            pid: 0x374b,
+            role,
+        })
+        .collect()
+}
+
+pub fn profile_table() -> Vec<Profile> {
+    vec![
+        board(
+            "stm32f405",
+            "STM32F405RG (Adafruit Feather STM32F405 Express, Olimex STM32-H405, Netduino Plus 2): 168 MHz, 1 MiB flash (model in sectors 5-11), 128 KiB main SRAM used (+64 KiB CCM); console on USART1 (PA9/PA10) through a USB-serial adapter; flashed over SWD with an ST-LINK/V2",
+            "Cortex-M4F",
+            168_000_000,
+            (128, 1024),
+            // The ST-LINK/V2 that flashes it.
+            vec![UsbIdent {
                 vid: 0x0483,
-                pid: 0x374b,
+                pid: 0x3748,
                 role: UsbRole::Probe,
-            },
-            UsbIdent {
-                vid: 0x0483,
-                pid: 0x374b,
-                role: UsbRole::Console,
-            },
-        ],
-        timing: Timing {
-            source: TimingSource::Board,
-            counter_hz: 100_000_000,
-            note: "the chip's SysTick on the 100 MHz core clock".into(),
-        },
-        emulated: false,
-        console: ConsoleKind::Device,
-        banner: Some("stm32f411".into()),
-    },
-    Profile {
-        name: "nucleo-f746".into(),
-        description: "NUCLEO-F746ZG: STM32F746ZG (Cortex-M7) at 180 MHz (216 MHz needs the regulator's over-drive, not used), 1 MiB flash (model in sectors 4-7), 320 KiB SRAM; console on USART3 through the on-board ST-LINK/V2-1's virtual COM port".into(),
-        cpu: "Cortex-M7F".into(),
-        clock_hz: 180_000_000,
-        memories: memories(320, 0, 1024),
-        supply_mv: 3300.0,
-        idle_ma: 0.0,
-        active_ma: 0.0,
-        usb: vec![
-            UsbIdent {
-                vid: 0x0483,
-                pid: 0x374b,
-                role: UsbRole::Probe,
-            },
-            UsbIdent {
-                vid: 0x0483,
-                pid: 0x374b,
-                role: UsbRole::Console,
-            },
-        ],
-        timing: Timing {
-            source: TimingSource::Board,
-            counter_hz: 180_000_000,
-            note: "the chip's SysTick on the 180 MHz core clock".into(),
-        },
-        emulated: false,
-        console: ConsoleKind::Device,
-        banner: Some("stm32f746".into()),
-    }]
+            }],
+            "stm32f405",
+        ),
+        board(
+            "nucleo-f411",
+            "NUCLEO-F411RE: STM32F411RE at 100 MHz, 512 KiB flash (model in sectors 4-7), 128 KiB SRAM; console on USART2 through the on-board ST-LINK/V2-1's virtual COM port, flashed through the same ST-LINK",
+            "Cortex-M4F",
+            100_000_000,
+            (128, 512),
+            nucleo_stlink(),
+            "stm32f411",
+        ),
+        board(
+            "nucleo-f746",
+            "NUCLEO-F746ZG: STM32F746ZG (Cortex-M7) at 180 MHz (216 MHz needs the regulator's over-drive, not used), 1 MiB flash (model in sectors 4-7), 320 KiB SRAM; console on USART3 through the on-board ST-LINK/V2-1's virtual COM port",
+            "Cortex-M7F",
+            180_000_000,
+            (320, 1024),
+            nucleo_stlink(),
+            "stm32f746",
+        ),
+    ]
 }
 
 extern "C" fn profiles() -> RString {
@@ -169,7 +166,6 @@ extern "C" fn profiles() -> RString {
 }
 
 struct Stm32Board {
-    spec: BoardSpec,
     flasher: Flasher,
 }
 
@@ -195,7 +191,7 @@ impl BoardSession for Stm32Board {
     }
 
     fn check(&mut self) -> ROption<RString> {
-        let _ = &self.spec;
+        // Nothing runs on the host between flashing and the console: nothing to die.
         RNone
     }
 }
@@ -225,10 +221,7 @@ extern "C" fn open_board(
             })?;
         let flasher = Flasher::new(spec, chip)?;
         Ok(BoardSession_TO::from_value(
-            Stm32Board {
-                spec: spec.clone(),
-                flasher,
-            },
+            Stm32Board { flasher },
             TD_Opaque,
         ))
     })
