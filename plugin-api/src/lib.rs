@@ -487,6 +487,7 @@ pub struct PlatformApi {
     ) -> RResult<BoardSessionBox, PluginError>,
 }
 
+pub mod flash;
 pub mod profile;
 
 // ---------------------------------------------------------------------------------------------

@@ -7,21 +7,19 @@
 //! Profiles exist for the chips the `stm32` port is built for: the STM32F405, the NUCLEO-F411RE
 //! and the NUCLEO-F746ZG.
 
-mod elf;
 mod tools;
 
 use abi_stable::{
     export_root_module,
-    sabi_trait::TD_Opaque,
-    std_types::{RNone, ROption, RResult, RString, RVec},
+    std_types::{ROption, RResult, RString},
 };
 use labctl_plugin_api::{
+    flash::{self, Image},
     guard, plugin_info,
     profile::{
         memories, ConsoleKind, Profile, ProfileDoc, Timing, TimingSource, UsbIdent, UsbRole,
     },
-    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError, PluginInfo,
-    PluginModRef, RailControlBox, Step,
+    BoardSessionBox, BoardSpec, PluginError, PluginInfo, PluginModRef, RailControlBox,
 };
 
 use tools::{Chip, Flasher};
@@ -43,9 +41,11 @@ extern "C" fn info() -> PluginInfo {
 pub const CHIPS: &[Chip] = &[
     Chip {
         profile: "stm32f405",
-        image: "labctl-fw-stm32",
-        target: "thumbv7em-none-eabihf",
-        variant: None,
+        image: Image {
+            file: "labctl-fw-stm32",
+            target: "thumbv7em-none-eabihf",
+            variant: None,
+        },
         flash_base: 0x0800_0000,
         flash_bytes: 1 << 20,
         model_addr: 0x0802_0000,
@@ -54,9 +54,11 @@ pub const CHIPS: &[Chip] = &[
     },
     Chip {
         profile: "nucleo-f411",
-        image: "labctl-fw-stm32",
-        target: "thumbv7em-none-eabihf",
-        variant: Some(("fw-stm32f411", "f411")),
+        image: Image {
+            file: "labctl-fw-stm32",
+            target: "thumbv7em-none-eabihf",
+            variant: Some(("fw-stm32f411", "f411")),
+        },
         flash_base: 0x0800_0000,
         flash_bytes: 512 << 10,
         model_addr: 0x0801_0000,
@@ -65,9 +67,11 @@ pub const CHIPS: &[Chip] = &[
     },
     Chip {
         profile: "nucleo-f746",
-        image: "labctl-fw-stm32",
-        target: "thumbv7em-none-eabihf",
-        variant: Some(("fw-stm32f746", "f746")),
+        image: Image {
+            file: "labctl-fw-stm32",
+            target: "thumbv7em-none-eabihf",
+            variant: Some(("fw-stm32f746", "f746")),
+        },
         flash_base: 0x0800_0000,
         flash_bytes: 1 << 20,
         model_addr: 0x0802_0000,
@@ -165,64 +169,13 @@ extern "C" fn profiles() -> RString {
     ProfileDoc::new(profile_table()).to_json().into()
 }
 
-struct Stm32Board {
-    flasher: Flasher,
-}
-
-impl BoardSession for Stm32Board {
-    fn plan(&self) -> RVec<Step> {
-        RVec::from(self.flasher.steps())
-    }
-
-    fn bootstrap(&mut self) -> RResult<RVec<Step>, PluginError> {
-        guard(|| self.flasher.flash().map(RVec::from))
-    }
-
-    fn console_path(&mut self) -> ROption<RString> {
-        RNone
-    }
-
-    fn reset(&mut self) -> RResult<Step, PluginError> {
-        guard(|| self.flasher.reset())
-    }
-
-    fn power_off(&mut self) -> RResult<(), PluginError> {
-        RResult::ROk(())
-    }
-
-    fn check(&mut self) -> ROption<RString> {
-        // Nothing runs on the host between flashing and the console: nothing to die.
-        RNone
-    }
-}
-
 extern "C" fn open_board(
     spec: &BoardSpec,
     _rail: ROption<RailControlBox>,
 ) -> RResult<BoardSessionBox, PluginError> {
     guard(|| {
         let profile = spec.profile()?;
-        let chip = CHIPS
-            .iter()
-            .find(|c| c.profile == profile.name)
-            .ok_or_else(|| {
-                PluginError::new(
-                    ErrorKind::InvalidConfig,
-                    format!(
-                        "the stm32 platform flashes {}; profile {:?} is not one of them",
-                        CHIPS
-                            .iter()
-                            .map(|c| c.profile)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        profile.name
-                    ),
-                )
-            })?;
-        let flasher = Flasher::new(spec, chip)?;
-        Ok(BoardSession_TO::from_value(
-            Stm32Board { flasher },
-            TD_Opaque,
-        ))
+        let chip = flash::chip_for("stm32", &profile.name, CHIPS, |c| c.profile)?;
+        Ok(flash::session(Flasher::new(spec, chip)?))
     })
 }

@@ -1,10 +1,10 @@
 //! The flash image of a 32-bit little-endian ELF: its loadable segments that land in flash,
 //! laid out from the flash base with erased-flash bytes (0xFF) between them — the `.bin` that
-//! `st-flash` writes (it does not read ELF).
+//! `st-flash` writes (it does not read ELF) — and the segments themselves, for [`super::uf2`].
 
-/// The bytes of `elf` for flash at `base..base + size`, from `base` up to the end of the last
-/// segment there.
-pub fn flash_image(elf: &[u8], base: u32, size: u32) -> Result<Vec<u8>, String> {
+/// The loadable segments of `elf` that land in flash at `base..base + size`, with the address
+/// each is stored at (its physical address: .data's initial values, not its RAM address).
+pub fn flash_segments(elf: &[u8], base: u32, size: u32) -> Result<Vec<(u32, &[u8])>, String> {
     let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let u32_at = |o: usize| {
         elf.get(o..o + 4)
@@ -39,6 +39,13 @@ pub fn flash_image(elf: &[u8], base: u32, size: u32) -> Result<Vec<u8>, String> 
     if segs.is_empty() {
         return Err(format!("no loadable segment in flash at {base:#010x}"));
     }
+    Ok(segs)
+}
+
+/// The bytes of `elf` for flash at `base..base + size`, from `base` up to the end of the last
+/// segment there.
+pub fn flash_image(elf: &[u8], base: u32, size: u32) -> Result<Vec<u8>, String> {
+    let segs = flash_segments(elf, base, size)?;
     let end = segs
         .iter()
         .map(|(a, d)| (a - base) as usize + d.len())
