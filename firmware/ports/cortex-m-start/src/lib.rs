@@ -2,9 +2,13 @@
 //! its vector table, its console and its memory map: setting up RAM from the linker's symbols
 //! (`_sbss`, `_ebss`, `_sdata`, `_edata`, `_sidata`), turning the FPU on, painting the free RAM
 //! for the stack high-water mark (`_stack_top`), and SysTick on the processor clock as the cycle
-//! counter — polled, never interrupting, its tick phase restarted at each measured stretch.
+//! counter — polled, never interrupting, its tick phase restarted at each measured stretch —
+//! the vector table ([`vector_table!`]) and the firmware's [`Port`](fwcore::fw::Port) over a
+//! polled console ([`board::Console`]).
 
 #![no_std]
+
+pub mod board;
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
@@ -40,11 +44,15 @@ pub unsafe fn init() {
         d = d.add(1);
         s = s.add(1);
     }
-    write_volatile(
-        CPACR as *mut u32,
-        read_volatile(CPACR as *const u32) | (0xF << 20),
-    );
-    core::arch::asm!("dsb", "isb");
+    // Cores without an FPU (Cortex-M0+, thumbv6m) have no CPACR either.
+    #[cfg(target_abi = "eabihf")]
+    {
+        write_volatile(
+            CPACR as *mut u32,
+            read_volatile(CPACR as *const u32) | (0xF << 20),
+        );
+        core::arch::asm!("dsb", "isb");
+    }
     let sp: usize;
     core::arch::asm!("mov {}, sp", out(reg) sp);
     fwcore::stack::paint(addr_of_mut!(_ebss) as usize, sp - 64);
@@ -67,6 +75,40 @@ pub fn code_bytes(flash_base: usize) -> u64 {
     (addr_of!(_sidata) as usize - flash_base
         + (addr_of!(_edata) as usize - addr_of!(_sdata) as usize)) as u64
 }
+
+/// The vector table after the initial stack pointer (which the linker script writes): the reset
+/// handler in `.vector_table.reset`, then exceptions 2..=15 — NMI, HardFault, MemManage,
+/// BusFault, UsageFault, 4 reserved, SVCall, DebugMonitor, reserved, PendSV, SysTick — in
+/// `.vector_table.exceptions`. Faults spin (a debugger finds them there); SysTick never
+/// interrupts (it is polled) and its handler returns. A macro, so that the statics are the
+/// port's own and the linker's KEEP always sees them.
+#[macro_export]
+macro_rules! vector_table {
+    ($reset:path) => {
+        #[link_section = ".vector_table.reset"]
+        #[no_mangle]
+        #[used]
+        static RESET_VECTOR: unsafe extern "C" fn() -> ! = $reset;
+
+        #[link_section = ".vector_table.exceptions"]
+        #[no_mangle]
+        #[used]
+        static EXCEPTIONS: [unsafe extern "C" fn(); 14] = {
+            use $crate::{fault as f, systick};
+            [f, f, f, f, f, f, f, f, f, f, f, f, f, systick]
+        };
+    };
+}
+
+/// Every fault's handler: spin where a debugger finds it.
+pub extern "C" fn fault() {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// SysTick's handler (it never fires: the counter runs without its interrupt).
+pub extern "C" fn systick() {}
 
 /// SysTick as a 64-bit cycle count.
 pub struct SysTick {

@@ -22,11 +22,8 @@ use core::{
     ptr::{addr_of, addr_of_mut},
 };
 
-use fwcore::{
-    fw::{self, Port},
-    infer::Clock,
-};
-use start::SysTick;
+use fwcore::fw;
+use start::board::{Board, Console};
 
 use chip::CHIP;
 
@@ -43,28 +40,7 @@ const ARENA_BYTES: usize = CHIP.arena_bytes;
 struct Arena([u8; ARENA_BYTES]);
 static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
-#[link_section = ".vector_table.reset"]
-#[no_mangle]
-#[used]
-static RESET_VECTOR: unsafe extern "C" fn() -> ! = reset;
-
-/// Exceptions 2..=15: NMI, HardFault, MemManage, BusFault, UsageFault, 4 reserved, SVCall,
-/// DebugMonitor, reserved, PendSV, SysTick.
-#[link_section = ".vector_table.exceptions"]
-#[no_mangle]
-#[used]
-static EXCEPTIONS: [unsafe extern "C" fn(); 14] = [
-    fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault,
-    systick,
-];
-
-unsafe extern "C" fn fault() {
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
-unsafe extern "C" fn systick() {}
+start::vector_table!(reset);
 
 /// Entry after reset: RAM set up, FPU on, stack painted, then the firmware.
 #[no_mangle]
@@ -73,45 +49,20 @@ unsafe extern "C" fn reset() -> ! {
     main()
 }
 
+/// The chip as the firmware's console: its USART, identity and memories, temperature sensor.
 struct Stm32 {
     clocks: clock::Clocks,
-    static_bytes: u64,
-    tick: SysTick,
 }
 
-impl Clock for Stm32 {
-    fn cycles(&mut self) -> u64 {
-        self.tick.cycles()
+impl Console for Stm32 {
+    fn byte_ready(&mut self) -> bool {
+        usart::byte_ready()
     }
-}
-
-impl Port for Stm32 {
-    fn read_byte(&mut self) -> Option<u8> {
-        while !usart::byte_ready() {
-            // Keep the tick count current through long waits.
-            self.cycles();
-        }
-        Some(usart::read())
+    fn read(&mut self) -> u8 {
+        usart::read()
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            usart::write(b);
-        }
-        self.tick.restart();
-    }
-    fn phase(&mut self, computing: bool) {
-        if computing {
-            self.tick.restart();
-        }
-    }
-    fn micros(&mut self) -> u64 {
-        self.cycles() / (self.clocks.sysclk / 1_000_000)
-    }
-    fn memory(&mut self) -> (u64, u64, u64) {
-        (self.static_bytes, 0, start::stack_high_water())
-    }
-    fn code_bytes(&self) -> u64 {
-        start::code_bytes(0x0800_0000)
+    fn write(&mut self, b: u8) {
+        usart::write(b)
     }
     fn temperature_c(&mut self) -> Option<f32> {
         // An emulator without an RCC models no ADC either: don't wait for one.
@@ -136,16 +87,15 @@ impl Port for Stm32 {
     fn flash_bytes(&self) -> u64 {
         CHIP.flash_bytes
     }
+    fn flash_base(&self) -> usize {
+        0x0800_0000
+    }
 }
 
 fn main() -> ! {
     let clocks = clock::init();
     usart::init(clocks.usart);
-    let mut port = Stm32 {
-        clocks,
-        static_bytes: start::static_bytes(),
-        tick: SysTick::start(),
-    };
+    let mut port = Board::new(Stm32 { clocks });
     // SAFETY: the model partition is flash this image never writes; the arena is ours alone.
     let partition = unsafe {
         core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize)
@@ -156,14 +106,12 @@ fn main() -> ! {
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
-    let mut port = Stm32 {
+    let mut port = Board::halted(Stm32 {
         clocks: clock::Clocks {
             sysclk: 16_000_000,
             usart: 16_000_000,
             emulated: false,
         },
-        static_bytes: 0,
-        tick: SysTick::idle(),
-    };
+    });
     fw::halt(&mut port, "panic")
 }
