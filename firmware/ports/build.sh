@@ -2,7 +2,7 @@
 # Builds the bare-metal firmware images into the cargo target directory, where the `qemu`
 # platform plugin looks for them: Cortex-M (plain and DSP kernels), the STM32F405 port (which
 # the `qemu` plugin also runs, on netduinoplus2), RV64GC and RV32IMAFC.
-# Needs: rustup target add thumbv7em-none-eabihf riscv64gc-unknown-none-elf riscv32imafc-unknown-none-elf
+# Needs: rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi thumbv8m.main-none-eabihf riscv64gc-unknown-none-elf riscv32imafc-unknown-none-elf riscv32imc-unknown-none-elf riscv32imac-unknown-none-elf
 # With --check, also lints each image (clippy -D warnings) and checks its formatting.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,6 +32,9 @@ build qemu-mps2 thumbv7em-none-eabihf "$target/fw-dsp" --features dsp
 build stm32 thumbv7em-none-eabihf "$target"
 build stm32 thumbv7em-none-eabihf "$target/fw-stm32f411" --no-default-features --features f411
 build stm32 thumbv7em-none-eabihf "$target/fw-stm32f746" --no-default-features --features f746
+build rp2040 thumbv6m-none-eabi "$target"
+build rp2040 thumbv8m.main-none-eabihf "$target/fw-rp2350" --no-default-features --features rp2350
+build nrf52 thumbv7em-none-eabihf "$target"
 build qemu-riscv riscv64gc-unknown-none-elf "$target"
 build qemu-riscv riscv32imafc-unknown-none-elf "$target"
-echo "images are in $target (DSP variant in $target/fw-dsp, STM32F411 and F746 in $target/fw-stm32f411, fw-stm32f746)"
+echo "images are in $target (variants in $target/fw-dsp, fw-stm32f411, fw-stm32f746, fw-rp2350)"

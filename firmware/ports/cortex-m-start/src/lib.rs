@@ -24,6 +24,7 @@ extern "C" {
 const SYST_CSR: usize = 0xE000_E010;
 const SYST_RVR: usize = 0xE000_E014;
 const SYST_CVR: usize = 0xE000_E018;
+#[cfg(target_abi = "eabihf")]
 const CPACR: usize = 0xE000_ED88;
 
 /// Zeroes .bss, copies .data's initial values from flash, enables CP10/CP11 (the FPU) and paints

@@ -1,0 +1,120 @@
+//! The `rp2040` port of the profiling firmware, for the RP2040 (dual Cortex-M0+, no FPU; a
+//! Raspberry Pi Pico: 2 MiB flash, 264 KiB SRAM) and, with the `rp2350` feature, the RP2350
+//! (Cortex-M33F; a Pico 2: 4 MiB flash, 520 KiB SRAM), on core 0. Boot: the RP2040's
+//! second-stage bootloader from the `rp2040-boot2` crate at the start of flash, or the
+//! RP2350's IMAGE_DEF block after the vector table; then the clocks ([`clock`]), UART0 on
+//! GP0/GP1 as the console ([`uart`]), SysTick on the core clock as the cycle counter, the die
+//! temperature from the ADC ([`temp`]), and the model read in place (XIP) from its flash
+//! partition at 0x10040000.
+
+#![no_std]
+#![no_main]
+
+mod chip;
+mod clock;
+mod regs;
+mod temp;
+mod uart;
+
+use core::{
+    panic::PanicInfo,
+    ptr::{addr_of, addr_of_mut},
+};
+
+use fwcore::fw;
+use start::board::{Board, Console};
+
+use chip::CHIP;
+
+extern "C" {
+    static _model_start: u8;
+    static _model_len: u8;
+}
+
+/// The RP2040's second stage: configures the QSPI flash for execute-in-place and enters the
+/// vector table that follows it.
+#[cfg(not(feature = "rp2350"))]
+#[link_section = ".boot2"]
+#[used]
+static BOOT2: [u8; 256] = rp2040_boot2::BOOT_LOADER_W25Q080;
+
+/// The RP2350's IMAGE_DEF block (RP2350 datasheet §5.9): the block markers around an
+/// IMAGE_TYPE item (executable, Arm, RP2350, secure) and the last-item marker, the link to
+/// itself (a block loop of one).
+#[cfg(feature = "rp2350")]
+#[link_section = ".start_block"]
+#[used]
+static IMAGE_DEF: [u32; 5] = [0xFFFF_DED3, 0x1021_0142, 0x0000_01FF, 0, 0xAB12_3579];
+
+/// The static arena for the model's buffers (KV cache, activations): what the SRAM has left
+/// after the statics and the stack's reserve (the link fails if it does not fit).
+const ARENA_BYTES: usize = CHIP.arena_bytes;
+#[repr(C, align(8))]
+struct Arena([u8; ARENA_BYTES]);
+static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
+
+start::vector_table!(reset);
+
+/// Entry after reset: RAM set up, FPU on (RP2350), stack painted, then the firmware.
+#[no_mangle]
+unsafe extern "C" fn reset() -> ! {
+    start::init();
+    main()
+}
+
+/// The chip as the firmware's console.
+struct Rp {
+    sysclk: u64,
+}
+
+impl Console for Rp {
+    fn byte_ready(&mut self) -> bool {
+        uart::byte_ready()
+    }
+    fn read(&mut self) -> u8 {
+        uart::read()
+    }
+    fn write(&mut self, b: u8) {
+        uart::write(b)
+    }
+    fn temperature_c(&mut self) -> Option<f32> {
+        temp::read_c()
+    }
+    fn platform(&self) -> &str {
+        CHIP.name
+    }
+    fn clock_hz(&self) -> u64 {
+        self.sysclk
+    }
+    fn ram_bytes(&self) -> u64 {
+        CHIP.ram_bytes
+    }
+    fn flash_bytes(&self) -> u64 {
+        CHIP.flash_bytes
+    }
+    fn flash_base(&self) -> usize {
+        0x1000_0000
+    }
+}
+
+fn main() -> ! {
+    let sysclk = clock::init();
+    uart::init(sysclk);
+    let mut port = Board::new(Rp { sysclk });
+    // SAFETY: the model partition is flash this image never writes; the arena is ours alone.
+    let partition = unsafe {
+        core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize)
+    };
+    let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
+    fw::boot(&mut port, partition, arena)
+}
+
+#[panic_handler]
+fn panic(_: &PanicInfo) -> ! {
+    fw::halt(
+        &mut Board::halted(Rp {
+            sysclk: CHIP.rosc_hz,
+        }),
+        "panic",
+    )
+}
