@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the bare-metal firmware images into the cargo target directory, where the `qemu`
-# platform plugin looks for them: Cortex-M (plain and DSP kernels), the STM32F405 port (which
-# the `qemu` plugin also runs, on netduinoplus2), RV64GC and RV32IMAFC.
+# Builds the bare-metal firmware images into the cargo target directory, where the platform
+# plugins look for them: QEMU's Cortex-M (plain and DSP kernels), RV64GC and RV32IMAFC boards;
+# the silicon ports stm32 (F405, which the `qemu` plugin also runs on netduinoplus2; F411,
+# F746), rp2040 (RP2040, RP2350), nrf52 (nRF52840), esp32 (ESP32-C3) and riscv (K210, BL602).
+# The ESP32-S3 (Xtensa) needs Espressif's toolchain and is not built here (docs/platforms.md).
 # Needs: rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi thumbv8m.main-none-eabihf riscv64gc-unknown-none-elf riscv32imafc-unknown-none-elf riscv32imc-unknown-none-elf riscv32imac-unknown-none-elf
 # With --check, also lints each image (clippy -D warnings) and checks its formatting.
 set -euo pipefail
@@ -26,6 +28,8 @@ if [ $check = 1 ]; then
   # The Cortex-M ports' shared start-up library, linted on its own.
   cargo clippy --quiet --manifest-path firmware/ports/cortex-m-start/Cargo.toml --target thumbv7em-none-eabihf --target-dir "$target" -- -D warnings
   cargo fmt --manifest-path firmware/ports/cortex-m-start/Cargo.toml -- --check
+  cargo clippy --quiet --manifest-path firmware/ports/riscv-start/Cargo.toml --target riscv32imc-unknown-none-elf --target-dir "$target" -- -D warnings
+  cargo fmt --manifest-path firmware/ports/riscv-start/Cargo.toml -- --check
 fi
 build qemu-mps2 thumbv7em-none-eabihf "$target"
 build qemu-mps2 thumbv7em-none-eabihf "$target/fw-dsp" --features dsp
@@ -35,6 +39,9 @@ build stm32 thumbv7em-none-eabihf "$target/fw-stm32f746" --no-default-features -
 build rp2040 thumbv6m-none-eabi "$target"
 build rp2040 thumbv8m.main-none-eabihf "$target/fw-rp2350" --no-default-features --features rp2350
 build nrf52 thumbv7em-none-eabihf "$target"
+build esp32 riscv32imc-unknown-none-elf "$target"
+build riscv riscv64gc-unknown-none-elf "$target"
+build riscv riscv32imac-unknown-none-elf "$target/fw-bl602" --no-default-features --features bl602
 build qemu-riscv riscv64gc-unknown-none-elf "$target"
 build qemu-riscv riscv32imafc-unknown-none-elf "$target"
-echo "images are in $target (variants in $target/fw-dsp, fw-stm32f411, fw-stm32f746, fw-rp2350)"
+echo "images are in $target (variants in $target/fw-dsp, fw-stm32f411, fw-stm32f746, fw-rp2350, fw-bl602)"
