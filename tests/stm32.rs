@@ -6,12 +6,13 @@
 //! board that comes back as flashed and is profiled.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
 
-use labctl_integration_tests::{bin_dir, golden, have, have_built, labctl, open_ro, run_ok, text};
+use labctl_integration_tests::{
+    bin_dir, golden, have, have_built, labctl, open_ro, run_ok, text, Line,
+};
 
 fn have_image() -> bool {
     have_built(
@@ -67,42 +68,6 @@ fn flashing_command_lines_per_tool_are_the_golden_plan() {
         "$TMP/labctl-stm32-",
     );
     assert_eq!(plan, golden("stm32.dry-run.txt", dir.path()));
-}
-
-/// A socat-linked pty pair: labctl opens `host`, the stand-in chip sits on `board`.
-struct Line {
-    socat: Child,
-    host: PathBuf,
-    board: PathBuf,
-}
-
-impl Line {
-    fn new(dir: &Path, name: &str) -> Line {
-        let (board, host) = (
-            dir.join(format!("{name}-chip")),
-            dir.join(format!("{name}-tty")),
-        );
-        let socat = Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", board.display()))
-            .arg(format!("pty,raw,echo=0,link={}", host.display()))
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !(board.exists() && host.exists()) {
-            assert!(Instant::now() < deadline, "socat's pty links");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Line { socat, host, board }
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        let _ = self.socat.kill();
-        let _ = self.socat.wait();
-    }
 }
 
 /// The posix firmware on a line's chip end, answering as `platform`.

@@ -201,6 +201,53 @@ pub fn memories(sram_kib: u64, psram_kib: u64, flash_kib: u64) -> Vec<Memory> {
     .collect()
 }
 
+/// A real board on its own serial console, flashed by its platform and answering as `banner`,
+/// timed by its own counter (`counter`: one line on what counts, e.g. "SysTick on the core
+/// clock"). Currents are not given: a board's draw depends on its regulator and LEDs, so
+/// measure it with a sensor.
+pub struct Silicon<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub cpu: &'a str,
+    pub clock_hz: u64,
+    /// SRAM, PSRAM and flash in KiB.
+    pub kib: (u64, u64, u64),
+    pub usb: Vec<UsbIdent>,
+    pub banner: &'a str,
+    pub counter: &'a str,
+}
+
+impl Silicon<'_> {
+    pub fn profile(self) -> Profile {
+        Profile {
+            name: self.name.into(),
+            description: self.description.into(),
+            cpu: self.cpu.into(),
+            clock_hz: self.clock_hz,
+            memories: memories(self.kib.0, self.kib.1, self.kib.2),
+            supply_mv: 3300.0,
+            idle_ma: 0.0,
+            active_ma: 0.0,
+            usb: self.usb,
+            timing: Timing {
+                source: TimingSource::Board,
+                counter_hz: self.clock_hz,
+                note: self.counter.into(),
+            },
+            emulated: false,
+            console: ConsoleKind::Device,
+            banner: Some(self.banner.into()),
+        }
+    }
+}
+
+/// USB identities with one role each.
+pub fn usb(ids: &[(u16, u16, UsbRole)]) -> Vec<UsbIdent> {
+    ids.iter()
+        .map(|&(vid, pid, role)| UsbIdent { vid, pid, role })
+        .collect()
+}
+
 impl ProfileDoc {
     pub fn new(profiles: Vec<Profile>) -> ProfileDoc {
         ProfileDoc {

@@ -3,7 +3,8 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
 };
 
 /// The cargo target profile directory holding `labctl` and the plugin libraries
@@ -136,4 +137,40 @@ pub fn open_ro(db: &Path) -> duckdb::Connection {
             .expect("read-only config"),
     )
     .unwrap_or_else(|e| panic!("open {} read-only: {e}", db.display()))
+}
+
+/// A socat-linked pty pair: labctl opens `host`, the stand-in chip sits on `board`.
+pub struct Line {
+    socat: std::process::Child,
+    pub host: PathBuf,
+    pub board: PathBuf,
+}
+
+impl Line {
+    pub fn new(dir: &Path, name: &str) -> Line {
+        let (board, host) = (
+            dir.join(format!("{name}-chip")),
+            dir.join(format!("{name}-tty")),
+        );
+        let socat = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", board.display()))
+            .arg(format!("pty,raw,echo=0,link={}", host.display()))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(board.exists() && host.exists()) {
+            assert!(Instant::now() < deadline, "socat's pty links");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Line { socat, host, board }
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let _ = self.socat.kill();
+        let _ = self.socat.wait();
+    }
 }

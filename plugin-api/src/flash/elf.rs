@@ -1,6 +1,7 @@
-//! The flash image of a 32-bit little-endian ELF: its loadable segments that land in flash,
-//! laid out from the flash base with erased-flash bytes (0xFF) between them — the `.bin` that
-//! `st-flash` writes (it does not read ELF) — and the segments themselves, for [`super::uf2`].
+//! The flash image of a little-endian ELF (32- or 64-bit): its loadable segments that land in
+//! flash, laid out from the flash base with erased-flash bytes (0xFF) between them — the `.bin`
+//! that `st-flash` writes (it does not read ELF) — and the segments themselves, for
+//! [`super::uf2`] and [`super::ihex`].
 
 /// The loadable segments of `elf` that land in flash at `base..base + size`, with the address
 /// each is stored at (its physical address: .data's initial values, not its RAM address).
@@ -10,31 +11,61 @@ pub fn flash_segments(elf: &[u8], base: u32, size: u32) -> Result<Vec<(u32, &[u8
         elf.get(o..o + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
-    if elf.len() < 52 || &elf[..4] != b"\x7fELF" || elf[4] != 1 || elf[5] != 1 {
-        return Err("not a 32-bit little-endian ELF file".into());
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    };
+    if elf.len() < 52 || &elf[..4] != b"\x7fELF" || elf[5] != 1 || !matches!(elf[4], 1 | 2) {
+        return Err("not a little-endian ELF file".into());
     }
-    let phoff = u32_at(28).ok_or("truncated ELF header")? as usize;
-    let phentsize = u16_at(42).ok_or("truncated ELF header")? as usize;
-    let phnum = u16_at(44).ok_or("truncated ELF header")? as usize;
-    if phentsize < 32 || phnum > 64 {
+    let wide = elf[4] == 2;
+    let (phoff, phentsize, phnum) = if wide {
+        (
+            u64_at(32).ok_or("truncated ELF header")? as usize,
+            u16_at(54).ok_or("truncated ELF header")? as usize,
+            u16_at(56).ok_or("truncated ELF header")? as usize,
+        )
+    } else {
+        (
+            u32_at(28).ok_or("truncated ELF header")? as usize,
+            u16_at(42).ok_or("truncated ELF header")? as usize,
+            u16_at(44).ok_or("truncated ELF header")? as usize,
+        )
+    };
+    if phentsize < if wide { 56 } else { 32 } || phnum > 64 {
         return Err("implausible program header table".into());
     }
     let end_of_flash = base as u64 + size as u64;
     let mut segs = vec![];
     for i in 0..phnum {
-        let h = phoff + i * phentsize;
-        let field = |k: usize| u32_at(h + 4 * k).ok_or("truncated program header");
-        let (kind, off, paddr, filesz) = (field(0)?, field(1)?, field(3)?, field(4)?);
+        let h = phoff.saturating_add(i * phentsize);
+        let bad = "truncated program header";
+        let kind = u32_at(h).ok_or(bad)?;
+        // (file offset, physical address, size in the file)
+        let (off, paddr, filesz) = if wide {
+            (
+                u64_at(h + 8).ok_or(bad)?,
+                u64_at(h + 24).ok_or(bad)?,
+                u64_at(h + 32).ok_or(bad)?,
+            )
+        } else {
+            (
+                u64::from(u32_at(h + 4).ok_or(bad)?),
+                u64::from(u32_at(h + 12).ok_or(bad)?),
+                u64::from(u32_at(h + 16).ok_or(bad)?),
+            )
+        };
         if kind != 1 || filesz == 0 {
             continue;
         }
-        if (paddr as u64) < base as u64 || paddr as u64 + filesz as u64 > end_of_flash {
+        if paddr < base as u64 || paddr.saturating_add(filesz) > end_of_flash {
             continue;
         }
-        let data = elf
-            .get(off as usize..off as usize + filesz as usize)
+        let data = usize::try_from(off)
+            .ok()
+            .and_then(|o| elf.get(o..o.checked_add(filesz as usize)?))
             .ok_or("a segment runs past the end of the file")?;
-        segs.push((paddr, data));
+        segs.push((paddr as u32, data));
     }
     if segs.is_empty() {
         return Err(format!("no loadable segment in flash at {base:#010x}"));
@@ -56,6 +87,20 @@ pub fn flash_image(elf: &[u8], base: u32, size: u32) -> Result<Vec<u8>, String> 
         let o = (a - base) as usize;
         out[o..o + d.len()].copy_from_slice(d);
     }
+    Ok(out)
+}
+
+/// One file holding the image's flash bytes from `base`, padded with erased flash (0xFF) to
+/// `model_offset`, then the model: for chips whose tool writes one file (kflash, blflash).
+pub fn with_model(
+    elf: &[u8],
+    base: u32,
+    model_offset: u32,
+    model: &[u8],
+) -> Result<Vec<u8>, String> {
+    let mut out = flash_image(elf, base, model_offset)?;
+    out.resize(model_offset as usize, 0xFF);
+    out.extend_from_slice(model);
     Ok(out)
 }
 

@@ -4,9 +4,11 @@
 //! the cargo target directory, running a tool (a missing one faults the board with what to
 //! install, a failing one with its own last error line), and a board session that flashes on
 //! bootstrap and resets through the tool. The images a tool needs in another form come from
-//! [`elf`] (raw `.bin`) and [`uf2`].
+//! [`elf`] (raw `.bin`, and the image-then-model payload of chips flashed as one file),
+//! [`ihex`] and [`uf2`].
 
 pub mod elf;
+pub mod ihex;
 pub mod uf2;
 
 use std::path::{Path, PathBuf};
@@ -153,6 +155,23 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
         std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
     }
     std::fs::write(path, bytes).map_err(|e| io(path, e))
+}
+
+/// Reads a file the recipe converts (the ELF image, the model).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, PluginError> {
+    std::fs::read(path)
+        .map_err(|e| PluginError::new(ErrorKind::Io, format!("{}: {e}", path.display())))
+}
+
+/// The flash segments of the ELF at `path` within `base..base + size`, or why not.
+pub fn segments_of<'e>(
+    elf: &'e [u8],
+    path: &Path,
+    base: u32,
+    size: u32,
+) -> Result<Vec<(u32, &'e [u8])>, PluginError> {
+    elf::flash_segments(elf, base, size)
+        .map_err(|e| PluginError::new(ErrorKind::InvalidConfig, format!("{}: {e}", path.display())))
 }
 
 /// One command line of a flashing plan and what it does.

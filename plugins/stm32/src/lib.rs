@@ -16,9 +16,7 @@ use abi_stable::{
 use labctl_plugin_api::{
     flash::{self, Image},
     guard, plugin_info,
-    profile::{
-        memories, ConsoleKind, Profile, ProfileDoc, Timing, TimingSource, UsbIdent, UsbRole,
-    },
+    profile::{usb, Profile, ProfileDoc, Silicon, UsbIdent, UsbRole},
     BoardSessionBox, BoardSpec, PluginError, PluginInfo, PluginModRef, RailControlBox,
 };
 
@@ -80,9 +78,7 @@ pub const CHIPS: &[Chip] = &[
     },
 ];
 
-/// A profile of a board on its own serial console, flashed through an ST-LINK whose USB IDs
-/// `usb` lists; its firmware answers as `banner`. Currents are not given: a board's draw depends
-/// on its regulator and LEDs, so measure it with a sensor.
+/// A profile of an STM32 board, timed by SysTick on its core clock.
 fn board(
     name: &str,
     description: &str,
@@ -92,40 +88,28 @@ fn board(
     usb: Vec<UsbIdent>,
     banner: &str,
 ) -> Profile {
-    Profile {
-        name: name.into(),
-        description: description.into(),
-        cpu: cpu.into(),
+    Silicon {
+        name,
+        description,
+        cpu,
         clock_hz,
-        memories: memories(ram_kib, 0, flash_kib),
-        supply_mv: 3300.0,
-        idle_ma: 0.0,
-        active_ma: 0.0,
+        kib: (ram_kib, 0, flash_kib),
         usb,
-        timing: Timing {
-            source: TimingSource::Board,
-            counter_hz: clock_hz,
-            note: format!(
-                "the chip's SysTick on the {} MHz core clock",
-                clock_hz / 1_000_000
-            ),
-        },
-        emulated: false,
-        console: ConsoleKind::Device,
-        banner: Some(banner.into()),
+        banner,
+        counter: &format!(
+            "the chip's SysTick on the {} MHz core clock",
+            clock_hz / 1_000_000
+        ),
     }
+    .profile()
 }
 
 /// A Nucleo's ST-LINK/V2-1: the probe and the board's virtual COM port.
 fn nucleo_stlink() -> Vec<UsbIdent> {
-    [UsbRole::Probe, UsbRole::Console]
-        .into_iter()
-        .map(|role| UsbIdent {
-            vid: 0x0483,
-            pid: 0x374b,
-            role,
-        })
-        .collect()
+    usb(&[
+        (0x0483, 0x374b, UsbRole::Probe),
+        (0x0483, 0x374b, UsbRole::Console),
+    ])
 }
 
 pub fn profile_table() -> Vec<Profile> {
@@ -137,11 +121,7 @@ pub fn profile_table() -> Vec<Profile> {
             168_000_000,
             (128, 1024),
             // The ST-LINK/V2 that flashes it.
-            vec![UsbIdent {
-                vid: 0x0483,
-                pid: 0x3748,
-                role: UsbRole::Probe,
-            }],
+            usb(&[(0x0483, 0x3748, UsbRole::Probe)]),
             "stm32f405",
         ),
         board(
