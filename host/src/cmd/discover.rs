@@ -70,7 +70,7 @@ const KNOWN: &[Known] = &[
         pid: Some(0x0003),
         what: "RP2040 in BOOTSEL (UF2 drive)",
         role: "bootloader",
-        candidates: &["rp2040: pico, pico-w"],
+        candidates: &["rp2040: pico (RP2040)"],
     },
     Known {
         vid: 0x2e8a,
@@ -84,14 +84,14 @@ const KNOWN: &[Known] = &[
         pid: Some(0x000a),
         what: "Raspberry Pi Pico SDK USB CDC",
         role: "console",
-        candidates: &["rp2040: pico, pico2 (the firmware's own USB console)"],
+        candidates: &["rp2040: pico, pico2 running other firmware (the rp2040 port's console is UART0)"],
     },
     Known {
         vid: 0x2e8a,
         pid: Some(0x000c),
         what: "Raspberry Pi Debug Probe (CMSIS-DAP)",
         role: "probe+console",
-        candidates: &["rp2040: a Pico wired to the probe's SWD and UART"],
+        candidates: &["rp2040: pico, pico2 wired to the probe's SWD and UART (flash_tool = \"openocd\")"],
     },
     Known {
         vid: 0x1366,
@@ -105,14 +105,14 @@ const KNOWN: &[Known] = &[
         pid: Some(0x0204),
         what: "Arm DAPLink (CMSIS-DAP)",
         role: "probe+console",
-        candidates: &["nrf52, stm32, rp2040 (whatever the DAPLink is wired to)"],
+        candidates: &["nrf52: nrf52840-dk, stm32, rp2040: pico, pico2 (whatever the DAPLink is wired to)"],
     },
     Known {
         vid: 0x303a,
         pid: Some(0x1001),
         what: "Espressif USB-Serial-JTAG",
         role: "probe+console",
-        candidates: &["esp32: esp32c3, esp32s3 (the chip's own USB)"],
+        candidates: &["esp32: an ESP32-C3/S3 on its own USB (the esp32 port's console is UART0: use the board's UART bridge)"],
     },
     Known {
         vid: 0x303a,
@@ -127,7 +127,7 @@ const KNOWN: &[Known] = &[
         what: "Silicon Labs CP210x USB-UART",
         role: "console",
         candidates: &[
-            "esp32: esp32s3 / esp32c3 devkits with a CP2102",
+            "esp32: esp32c3-devkitm (CP2102)",
             "any board wired to the bridge",
         ],
     },
@@ -137,8 +137,8 @@ const KNOWN: &[Known] = &[
         what: "WCH CH340 USB-UART",
         role: "console",
         candidates: &[
-            "esp32 devkits",
-            "riscv: bl602 (Pine64 BL602 Evaluation Board), k210 (Sipeed Maix Bit)",
+            "esp32: esp32c3-devkitm (boards with a CH340)",
+            "riscv: pinecone (BL602), maix-bit (K210)",
         ],
     },
     Known {
@@ -153,7 +153,7 @@ const KNOWN: &[Known] = &[
         pid: Some(0x6010),
         what: "FTDI FT2232 (dual)",
         role: "probe+console",
-        candidates: &["riscv: k210 (Sipeed Maix Dock, MAIXDUINO: JTAG + UART)"],
+        candidates: &["riscv: maix-bit (a K210 Maix Dock or MAIXDUINO: JTAG + UART)"],
     },
     Known {
         vid: 0x0403,
