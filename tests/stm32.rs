@@ -56,7 +56,9 @@ fn flashing_command_lines_per_tool_are_the_golden_plan() {
             ),
             board("nucleo-f411", tty, "").replace("stm32f405", "nucleo-f411")
                 + &board("nucleo-f746", tty, "flash_tool = \"openocd\"")
-                    .replace("stm32f405", "nucleo-f746"),
+                    .replace("stm32f405", "nucleo-f746")
+                + &board("nucleo-h743", tty, "flash_tool = \"probe-rs\"")
+                    .replace("stm32f405", "nucleo-h743"),
         ),
     )
     .unwrap();
@@ -287,6 +289,11 @@ fn each_stm32_image_links_within_its_chip() {
             "fw-stm32f746/thumbv7em-none-eabihf/release/labctl-fw-stm32",
             0x0802_0000,
             320 << 10,
+        ),
+        (
+            "fw-stm32h743/thumbv7em-none-eabihf/release/labctl-fw-stm32",
+            0x0802_0000,
+            512 << 10,
         ),
     ] {
         let elf = std::fs::read(target.join(image))

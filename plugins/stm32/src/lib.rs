@@ -4,8 +4,8 @@
 //! model to its flash partition and the `stm32` port's image to the start of flash and resets
 //! the chip; the host then opens the board's serial console (the lab file's `serial` or
 //! `usb_serial`) and checks that it comes back as what was flashed (the profile's banner).
-//! Profiles exist for the chips the `stm32` port is built for: the STM32F405, the NUCLEO-F411RE
-//! and the NUCLEO-F746ZG.
+//! Profiles exist for the chips the `stm32` port is built for: the STM32F405, the NUCLEO-F411RE,
+//! the NUCLEO-F746ZG and the NUCLEO-H743ZI.
 
 mod tools;
 
@@ -76,6 +76,19 @@ pub const CHIPS: &[Chip] = &[
         openocd_target: "target/stm32f7x.cfg",
         probe_rs_chip: "STM32F746ZGTx",
     },
+    Chip {
+        profile: "nucleo-h743",
+        image: Image {
+            file: "labctl-fw-stm32",
+            target: "thumbv7em-none-eabihf",
+            variant: Some(("fw-stm32h743", "h743")),
+        },
+        flash_base: 0x0800_0000,
+        flash_bytes: 2 << 20,
+        model_addr: 0x0802_0000,
+        openocd_target: "target/stm32h7x.cfg",
+        probe_rs_chip: "STM32H743ZITx",
+    },
 ];
 
 /// A profile of an STM32 board, timed by SysTick on its core clock.
@@ -141,6 +154,20 @@ pub fn profile_table() -> Vec<Profile> {
             (320, 1024),
             nucleo_stlink(),
             "stm32f746",
+        ),
+        board(
+            "nucleo-h743",
+            "NUCLEO-H743ZI / H743ZI2: STM32H743ZI (Cortex-M7) on its 64 MHz HSI (480 MHz needs the supply's voltage scaling and PLL1, not configured), 2 MiB flash (model from 0x08020000), 512 KiB AXI SRAM used; console on USART3 through the on-board ST-LINK's virtual COM port",
+            "Cortex-M7F",
+            64_000_000,
+            (512, 2048),
+            usb(&[
+                (0x0483, 0x374e, UsbRole::Probe),
+                (0x0483, 0x374e, UsbRole::Console),
+                (0x0483, 0x374b, UsbRole::Probe),
+                (0x0483, 0x374b, UsbRole::Console),
+            ]),
+            "stm32h743",
         ),
     ]
 }

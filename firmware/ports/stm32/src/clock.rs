@@ -1,7 +1,7 @@
 //! The STM32F4's clock tree: the chip's SYSCLK from the internal 16 MHz HSI through the main PLL
 //! (F405: M 16, N 336, P 2 = 168 MHz, APB2 84 MHz, five flash wait states; F411: N 200 = 100 MHz,
 //! APB2 100 MHz, three; F746: N 360 = 180 MHz, the fastest without over-drive, six; see
-//! [`crate::chip`]), every wait for a ready bit bounded. A chip whose RCC reads all zeros is an emulator without an RCC model
+//! [`crate::chip`]; the H743 stays on its 64 MHz HSI), every wait for a ready bit bounded. A chip whose RCC reads all zeros is an emulator without an RCC model
 //! (QEMU's netduinoplus2): nothing is configured and the emulator's own clock is reported.
 
 use core::ptr::{read_volatile, write_volatile};
@@ -50,6 +50,14 @@ fn wait_for(addr: usize, mask: u32, want: u32) -> bool {
 }
 
 pub fn init() -> Clocks {
+    if !CHIP.pll {
+        // The chip stays on its reset clock (the H743's RCC is elsewhere and is not touched).
+        return Clocks {
+            sysclk: CHIP.sysclk,
+            usart: CHIP.apb1,
+            emulated: false,
+        };
+    }
     // After reset HSION and HSIRDY are set: a zero RCC_CR is no RCC at all.
     if rd(RCC_CR) == 0 {
         return Clocks {

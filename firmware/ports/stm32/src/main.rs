@@ -2,7 +2,9 @@
 //! 192 KiB SRAM of which the 128 KiB main SRAM is used; the same image runs on a real board and
 //! on QEMU's `netduinoplus2`) and, with the `f411` feature, the STM32F411 (512 KiB flash,
 //! 128 KiB SRAM, 100 MHz: a Nucleo-F411RE, console on its ST-LINK's virtual COM port) and, with
-//! `f746`, the STM32F746 (Cortex-M7, 1 MiB flash, 320 KiB SRAM, 180 MHz: a Nucleo-F746ZG). Startup (vector table, .data/.bss, FPU), the clock tree
+//! `f746`, the STM32F746 (Cortex-M7, 1 MiB flash, 320 KiB SRAM, 180 MHz: a Nucleo-F746ZG) and,
+//! with `h743`, the STM32H743 (Cortex-M7, 2 MiB flash, 512 KiB AXI SRAM used, on its 64 MHz
+//! HSI: a Nucleo-H743ZI). Startup (vector table, .data/.bss, FPU), the clock tree
 //! ([`clock`]: 168 MHz from the HSI through the PLL, bounded waits, the emulator's clock where no
 //! RCC answers), USART1 as the console ([`usart`]), SysTick on the processor clock as the cycle
 //! counter (the count DWT's CYCCNT would give, which QEMU does not model), the die temperature

@@ -32,7 +32,7 @@ pub fn read_c() -> Option<f32> {
     wr(ADC_CCR, rd(ADC_CCR) | (1 << 23));
     // The sensor's channel: sample time 480 cycles (its SMPx = 0b111 in SMPR1, which holds
     // channels 10-18), a sequence of one.
-    let ch = crate::chip::CHIP.temp_channel;
+    let ch = crate::chip::CHIP.temp_channel?;
     wr(ADC_SMPR1, rd(ADC_SMPR1) | (0b111 << (3 * (ch - 10))));
     wr(ADC_SQR1, 0);
     wr(ADC_SQR3, ch);

@@ -1,5 +1,5 @@
 //! The console: the chip's console USART ([`crate::chip`]: USART1 on PA9/PA10 for the F405,
-//! USART2 on PA2/PA3 for the F411 and USART3 on PD8/PD9 for the F746 — on the Nucleos the
+//! USART2 on PA2/PA3 for the F411 and USART3 on PD8/PD9 for the F746 and H743 — on the Nucleos the
 //! ST-LINK's virtual COM port), 115200 8N1,
 //! polled. On QEMU's netduinoplus2 USART1 is the first `-serial` (QEMU's serial N is USART
 //! N+1), whose model transmits synchronously and drops what arrives before the receiver is
@@ -9,9 +9,6 @@ use core::ptr::{read_volatile, write_volatile};
 
 use crate::chip::{UsartKind, CHIP};
 
-const RCC_AHB1ENR: usize = 0x4002_3830;
-const RCC_APB1ENR: usize = 0x4002_3840;
-const RCC_APB2ENR: usize = 0x4002_3844;
 const GPIO_MODER: usize = CHIP.console.gpio;
 const GPIO_AFRL: usize = CHIP.console.gpio + 0x20;
 const U: usize = CHIP.console.base;
@@ -45,9 +42,8 @@ fn wr(a: usize, v: u32) {
 /// its bus clock.
 pub fn init(bus_hz: u64) {
     let c = &CHIP.console;
-    wr(RCC_AHB1ENR, rd(RCC_AHB1ENR) | (1 << c.gpio_bit));
-    let en = if c.apb2 { RCC_APB2ENR } else { RCC_APB1ENR };
-    wr(en, rd(en) | (1 << c.enable_bit));
+    wr(c.gpio_enr, rd(c.gpio_enr) | (1 << c.gpio_bit));
+    wr(c.enr, rd(c.enr) | (1 << c.enable_bit));
     for pin in [c.tx, c.rx] {
         wr(
             GPIO_MODER,
