@@ -452,8 +452,31 @@ fn config_json(cfg: &Config) -> serde_json::Value {
     })
 }
 
-fn find_profile(plugins: &Plugins, platform: &str, profile: &str) -> anyhow::Result<Profile> {
-    plugins.profile(platform, profile).ok_or_else(|| {
+/// The profile and how to name it (`platform/profile`).
+fn find_profile(
+    plugins: &Plugins,
+    platform: &str,
+    profile: &str,
+) -> anyhow::Result<(String, Profile)> {
+    // A bare name that is not the platform's own but is exactly one other platform's profile
+    // (`--profile pico`) is that one: a budget needs the board's memories, not who runs it.
+    let owners: Vec<&str> = plugins
+        .loaded
+        .iter()
+        .filter(|p| p.profiles.iter().any(|pr| pr.name == profile))
+        .map(|p| p.name.as_str())
+        .collect();
+    let found = match plugins.profile(platform, profile) {
+        Some(p) if profile.contains('/') => Some((profile.to_string(), p)),
+        Some(p) => Some((format!("{platform}/{profile}"), p)),
+        None => match owners[..] {
+            [owner] if !profile.contains('/') => plugins
+                .profile(owner, profile)
+                .map(|p| (format!("{owner}/{profile}"), p)),
+            _ => None,
+        },
+    };
+    found.ok_or_else(|| {
         let known: Vec<String> = plugins
             .loaded
             .iter()
@@ -661,7 +684,7 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
         } => {
             let m = ModelFile::load(&file)?;
             let plugins = Plugins::load(lab.and_then(|l| l.plugin_dirs.as_deref()));
-            let p = find_profile(&plugins, &platform, &profile)?;
+            let (label, p) = find_profile(&plugins, &platform, &profile)?;
             let ctx = ctx
                 .unwrap_or(m.cfg.seq_len as usize)
                 .clamp(1, m.cfg.seq_len as usize);
@@ -670,10 +693,7 @@ pub fn cmd_model(cmd: ModelCmd, lab: Option<&lab_config::Lab>) -> anyhow::Result
                 println!("{}", serde_json::to_string_pretty(&f)?);
             } else {
                 let yes = |b| if b { "fits" } else { "DOES NOT FIT" };
-                println!(
-                    "{} on {platform}/{profile} at {ctx} tokens of context:",
-                    file.display()
-                );
+                println!("{} on {label} at {ctx} tokens of context:", file.display());
                 println!(
                     "  flash: {} model + {} firmware = {} of {}: {} ({:+.0}% margin)",
                     human(f.model_bytes),
