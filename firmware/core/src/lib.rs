@@ -7,6 +7,7 @@
 
 #![no_std]
 
+pub mod board;
 pub mod crc;
 pub mod fw;
 #[cfg(feature = "std")]

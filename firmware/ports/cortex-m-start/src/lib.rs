@@ -3,16 +3,18 @@
 //! (`_sbss`, `_ebss`, `_sdata`, `_edata`, `_sidata`), turning the FPU on, painting the free RAM
 //! for the stack high-water mark (`_stack_top`), and SysTick on the processor clock as the cycle
 //! counter — polled, never interrupting, its tick phase restarted at each measured stretch —
-//! the vector table ([`vector_table!`]) and the firmware's [`Port`](fwcore::fw::Port) over a
-//! polled console ([`board::Console`]).
+//! the vector table ([`vector_table!`]), the model partition and arena, and the firmware's port
+//! ([`board`]: [`fwcore::board::Board`] with SysTick).
 
 #![no_std]
 
-pub mod board;
+use fwcore::board::{Board, Console, Counter, Linked};
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 extern "C" {
+    static _model_start: u8;
+    static _model_len: u8;
     static mut _sbss: u32;
     static mut _ebss: u32;
     static mut _sdata: u32;
@@ -111,11 +113,53 @@ pub extern "C" fn fault() {
 /// SysTick's handler (it never fires: the counter runs without its interrupt).
 pub extern "C" fn systick() {}
 
+/// The model partition the linker script places (`_model_start`, `_model_len`).
+pub fn model_partition() -> &'static [u8] {
+    // SAFETY: flash this image never writes, as long as the linker script says.
+    unsafe { core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize) }
+}
+
+/// The firmware's port for `chip`: SysTick started on the core clock, the linker's figures
+/// (code counted from `flash_base`). Call after [`init`].
+pub fn board<C: Console>(chip: C, flash_base: usize) -> Board<C, SysTick> {
+    Board::new(chip, SysTick::start(), linked(flash_base))
+}
+
+/// A port for the panic handler: nothing counted, nothing started.
+pub fn halted<C: Console>(chip: C) -> Board<C, SysTick> {
+    Board::new(
+        chip,
+        SysTick::idle(),
+        Linked {
+            static_bytes: 0,
+            code_bytes: 0,
+            stack_high_water,
+        },
+    )
+}
+
+fn linked(flash_base: usize) -> Linked {
+    Linked {
+        static_bytes: static_bytes(),
+        code_bytes: code_bytes(flash_base),
+        stack_high_water,
+    }
+}
+
 /// SysTick as a 64-bit cycle count.
 pub struct SysTick {
     /// Ticks counted up to `last` (the counter's value at the previous read).
     ticks: u64,
     last: u32,
+}
+
+impl Counter for SysTick {
+    fn cycles(&mut self) -> u64 {
+        SysTick::cycles(self)
+    }
+    fn restart(&mut self) {
+        SysTick::restart(self)
+    }
 }
 
 impl SysTick {

@@ -13,14 +13,14 @@ mod chip;
 
 use core::{
     panic::PanicInfo,
-    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+    ptr::{addr_of, read_volatile, write_volatile},
 };
 
-use fwcore::fw;
-use start::{
-    board::{Board, Console},
-    Wide,
+use fwcore::{
+    board::{Console, Counter},
+    fw,
 };
+use start::Wide;
 
 extern "C" {
     static _model_start: u8;
@@ -89,15 +89,20 @@ static APP_DESC: AppDesc = AppDesc {
 
 /// The static arena for the model's buffers: DRAM left after the statics and the stack.
 const ARENA_BYTES: usize = 256 << 10;
-#[repr(C, align(8))]
-struct Arena([u8; ARENA_BYTES]);
-static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
 start::entry!(esp_main);
 
 struct Esp32c3 {
     hz: u64,
-    counter: Wide,
+}
+
+/// The core's performance counter (32 bits) extended to 64.
+struct Mpccr(Wide);
+
+impl Counter for Mpccr {
+    fn cycles(&mut self) -> u64 {
+        self.0.update(chip::counter())
+    }
 }
 
 impl Console for Esp32c3 {
@@ -116,9 +121,6 @@ impl Console for Esp32c3 {
             write_volatile(UART0 as *mut u32, u32::from(b));
         }
     }
-    fn cycles(&mut self) -> u64 {
-        self.counter.update(chip::counter())
-    }
     fn platform(&self) -> &str {
         "esp32c3"
     }
@@ -131,13 +133,15 @@ impl Console for Esp32c3 {
     fn flash_bytes(&self) -> u64 {
         4 << 20
     }
-    fn code_bytes(&self) -> u64 {
-        let a = |s: &u8| s as *const u8 as usize;
-        // SAFETY: linker symbols; only their addresses are used.
-        unsafe {
-            (a(&_iram_end) - a(&_iram_start) + a(&_drom_end) - 0x3C00_0020 + a(&_edata)
-                - a(&_sdata)) as u64
-        }
+}
+
+/// The app's bytes in flash: IRAM code, DROM data and .data's initial values.
+fn code_bytes() -> u64 {
+    let a = |s: &u8| s as *const u8 as usize;
+    // SAFETY: linker symbols; only their addresses are used.
+    unsafe {
+        (a(&_iram_end) - a(&_iram_start) + a(&_drom_end) - 0x3C00_0020 + a(&_edata) - a(&_sdata))
+            as u64
     }
 }
 
@@ -148,29 +152,20 @@ extern "C" fn esp_main() -> ! {
     chip::watchdogs_off();
     let hz = chip::cpu_clock();
     chip::counter_start();
-    let mut port = Board::new(Esp32c3 {
-        hz,
-        counter: Wide::new(),
-    });
-    let len = addr_of!(_model_len) as usize;
+    let mut port = start::board(Esp32c3 { hz }, Mpccr(Wide::new()), code_bytes());
     if !chip::map_flash(
         addr_of!(_model_start) as u32,
         addr_of!(_model_flash) as u32,
-        len as u32,
+        addr_of!(_model_len) as u32,
     ) {
         fw::halt(&mut port, "the ROM refused to map the model partition")
     }
-    // SAFETY: the model partition is mapped read-only flash; the arena is ours alone.
-    let partition = unsafe { core::slice::from_raw_parts(addr_of!(_model_start), len) };
-    let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
-    fw::boot(&mut port, partition, arena)
+    let arena = fwcore::static_arena!(ARENA_BYTES);
+    fw::boot(&mut port, start::model_partition(), arena)
 }
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
-    let mut port = Board::new(Esp32c3 {
-        hz: 160_000_000,
-        counter: Wide::new(),
-    });
+    let mut port = start::board(Esp32c3 { hz: 160_000_000 }, Mpccr(Wide::new()), 0);
     fw::halt(&mut port, "panic")
 }

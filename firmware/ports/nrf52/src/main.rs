@@ -12,16 +12,10 @@ mod uarte;
 
 use core::{
     panic::PanicInfo,
-    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+    ptr::{read_volatile, write_volatile},
 };
 
-use fwcore::fw;
-use start::board::{Board, Console};
-
-extern "C" {
-    static _model_start: u8;
-    static _model_len: u8;
-}
+use fwcore::{board::Console, fw};
 
 const CLOCK_HZ: u64 = 64_000_000;
 const TASKS_HFCLKSTART: usize = 0x4000_0000;
@@ -33,9 +27,6 @@ const TEMP_VALUE: usize = 0x4000_C508;
 /// The static arena for the model's buffers: the RAM left after the statics and the stack's
 /// reserve.
 const ARENA_BYTES: usize = 224 << 10;
-#[repr(C, align(8))]
-struct Arena([u8; ARENA_BYTES]);
-static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
 start::vector_table!(reset);
 
@@ -90,9 +81,6 @@ impl Console for Nrf52 {
     fn flash_bytes(&self) -> u64 {
         1 << 20
     }
-    fn flash_base(&self) -> usize {
-        0
-    }
 }
 
 fn main() -> ! {
@@ -104,16 +92,12 @@ fn main() -> ! {
         }
     }
     uarte::init();
-    let mut port = Board::new(Nrf52);
-    // SAFETY: the model partition is flash this image never writes; the arena is ours alone.
-    let partition = unsafe {
-        core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize)
-    };
-    let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
-    fw::boot(&mut port, partition, arena)
+    let mut port = start::board(Nrf52, 0);
+    let arena = fwcore::static_arena!(ARENA_BYTES);
+    fw::boot(&mut port, start::model_partition(), arena)
 }
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
-    fw::halt(&mut Board::halted(Nrf52), "panic")
+    fw::halt(&mut start::halted(Nrf52), "panic")
 }

@@ -11,14 +11,10 @@
 
 use core::{
     panic::PanicInfo,
-    ptr::{addr_of, addr_of_mut, read_volatile, write_volatile},
+    ptr::{read_volatile, write_volatile},
 };
 
-use fwcore::{
-    fw::{self, Port},
-    infer::Clock,
-};
-use start::SysTick;
+use fwcore::{board::Console, fw};
 
 /// The machine's SysTick reference: QEMU's mps2 boards clock the CPU at 25 MHz.
 const CLOCK_HZ: u64 = 25_000_000;
@@ -31,39 +27,10 @@ const UART_STATE: usize = UART0 + 4;
 const UART_CTRL: usize = UART0 + 8;
 const UART_BAUDDIV: usize = UART0 + 0x10;
 
-extern "C" {
-    static _model_start: u8;
-    static _model_len: u8;
-}
-
 /// The firmware's static arena for the model's buffers (KV cache, activations).
 const ARENA_BYTES: usize = 3 << 20;
-#[repr(C, align(8))]
-struct Arena([u8; ARENA_BYTES]);
-static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
-#[link_section = ".vector_table.reset"]
-#[no_mangle]
-#[used]
-static RESET_VECTOR: unsafe extern "C" fn() -> ! = reset;
-
-/// Exceptions 2..=15: NMI, HardFault, MemManage, BusFault, UsageFault, 4 reserved, SVCall,
-/// DebugMonitor, reserved, PendSV, SysTick.
-#[link_section = ".vector_table.exceptions"]
-#[no_mangle]
-#[used]
-static EXCEPTIONS: [unsafe extern "C" fn(); 14] = [
-    fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault, fault,
-    systick,
-];
-
-unsafe extern "C" fn fault() {
-    loop {
-        core::hint::spin_loop();
-    }
-}
-
-unsafe extern "C" fn systick() {}
+start::vector_table!(reset);
 
 /// Entry after reset: RAM set up, FPU on, stack painted, then the firmware.
 #[no_mangle]
@@ -73,54 +40,31 @@ unsafe extern "C" fn reset() -> ! {
 }
 
 fn uart_init() {
+    // SAFETY: the CMSDK UART's registers.
     unsafe {
         write_volatile(UART_BAUDDIV as *mut u32, 16);
         write_volatile(UART_CTRL as *mut u32, 0b11);
     }
 }
 
-struct Mps2 {
-    static_bytes: u64,
-    tick: SysTick,
-}
+/// The machine as the firmware's console: the CMSDK UART.
+struct Mps2;
 
-impl Clock for Mps2 {
-    fn cycles(&mut self) -> u64 {
-        self.tick.cycles()
+impl Console for Mps2 {
+    fn byte_ready(&mut self) -> bool {
+        // SAFETY: the UART's state register.
+        unsafe { read_volatile(UART_STATE as *const u32) & 0b10 != 0 }
     }
-}
-
-impl Port for Mps2 {
-    fn read_byte(&mut self) -> Option<u8> {
-        while unsafe { read_volatile(UART_STATE as *const u32) } & 0b10 == 0 {
-            // Keep the tick count current through long waits.
-            self.cycles();
+    fn read(&mut self) -> u8 {
+        // SAFETY: the UART's data register.
+        unsafe { read_volatile(UART_DATA as *const u32) as u8 }
+    }
+    fn write(&mut self, b: u8) {
+        // SAFETY: the UART's state and data registers.
+        unsafe {
+            while read_volatile(UART_STATE as *const u32) & 0b1 != 0 {}
+            write_volatile(UART_DATA as *mut u32, u32::from(b));
         }
-        Some(unsafe { read_volatile(UART_DATA as *const u32) } as u8)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            unsafe {
-                while read_volatile(UART_STATE as *const u32) & 0b1 != 0 {}
-                write_volatile(UART_DATA as *mut u32, u32::from(b));
-            }
-        }
-        self.tick.restart();
-    }
-    fn phase(&mut self, computing: bool) {
-        if computing {
-            self.tick.restart();
-        }
-    }
-    fn micros(&mut self) -> u64 {
-        self.cycles() / (CLOCK_HZ / 1_000_000)
-    }
-    fn memory(&mut self) -> (u64, u64, u64) {
-        (self.static_bytes, 0, start::stack_high_water())
-    }
-    fn code_bytes(&self) -> u64 {
-        // Flash starts at 0.
-        start::code_bytes(0)
     }
     fn platform(&self) -> &str {
         "mps2-cortex-m"
@@ -138,24 +82,14 @@ impl Port for Mps2 {
 
 fn main() -> ! {
     uart_init();
-    let mut port = Mps2 {
-        static_bytes: start::static_bytes(),
-        tick: SysTick::start(),
-    };
-    // The model partition (QEMU's -device loader put the model there) and the static arena; the
-    // arena is part of .bss, so `static_bytes` (.data + .bss) already counts it, as linked.
-    let partition = unsafe {
-        core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize)
-    };
-    let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
-    fw::boot(&mut port, partition, arena)
+    // Flash starts at 0. The model partition is where QEMU's -device loader put the model; the
+    // arena is part of .bss, so the static figure (.data + .bss) already counts it, as linked.
+    let mut port = start::board(Mps2, 0);
+    let arena = fwcore::static_arena!(ARENA_BYTES);
+    fw::boot(&mut port, start::model_partition(), arena)
 }
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
-    let mut port = Mps2 {
-        static_bytes: 0,
-        tick: SysTick::idle(),
-    };
-    fw::halt(&mut port, "panic")
+    fw::halt(&mut start::halted(Mps2), "panic")
 }

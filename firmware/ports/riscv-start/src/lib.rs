@@ -2,16 +2,18 @@
 //! a port is its console, its counter and its memory map: the entry ([`entry!`]: stack pointer,
 //! floating point on where the core has it, then the port's `main`), setting up RAM from the
 //! linker's symbols (`_sbss`, `_ebss`, `_sdata`, `_edata`, `_sidata`), painting the free RAM for
-//! the stack high-water mark (`_stack_top`), and the firmware's [`Port`](fwcore::fw::Port)
-//! over a polled console ([`board::Console`]).
+//! the stack high-water mark (`_stack_top`), the model partition and arena, `mcycle`
+//! ([`Mcycle`]), and the firmware's port ([`board`]: [`fwcore::board::Board`]).
 
 #![no_std]
 
-pub mod board;
+use fwcore::board::{Board, Console, Counter, Linked};
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 extern "C" {
+    static _model_start: u8;
+    static _model_len: u8;
     static mut _sbss: u32;
     static mut _ebss: u32;
     static mut _sdata: u32;
@@ -83,6 +85,55 @@ pub fn stack_high_water() -> u64 {
 /// .data + .bss, as linked.
 pub fn static_bytes() -> u64 {
     (addr_of!(_ebss) as usize - addr_of!(_sdata) as usize) as u64
+}
+
+/// The model partition the linker script places (`_model_start`, `_model_len`).
+pub fn model_partition() -> &'static [u8] {
+    // SAFETY: memory this image never writes, as long as the linker script says.
+    unsafe { core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize) }
+}
+
+/// The firmware's port for `chip` with the core's `counter` and the image's size in flash.
+/// Call after [`init`].
+pub fn board<C: Console, K: Counter>(chip: C, counter: K, code_bytes: u64) -> Board<C, K> {
+    Board::new(
+        chip,
+        counter,
+        Linked {
+            static_bytes: static_bytes(),
+            code_bytes,
+            stack_high_water,
+        },
+    )
+}
+
+/// The standard `mcycle` counter (`mcycle`/`mcycleh` on RV32).
+pub struct Mcycle;
+
+impl Counter for Mcycle {
+    #[cfg(target_pointer_width = "64")]
+    fn cycles(&mut self) -> u64 {
+        let c: u64;
+        // SAFETY: reads a machine-mode counter CSR; no memory access.
+        unsafe { core::arch::asm!("csrr {}, mcycle", out(reg) c, options(nomem, nostack)) };
+        c
+    }
+    #[cfg(target_pointer_width = "32")]
+    fn cycles(&mut self) -> u64 {
+        let csr = |high: bool| {
+            let v: u32;
+            // SAFETY: reads a machine-mode counter CSR; no memory access.
+            unsafe {
+                if high {
+                    core::arch::asm!("csrr {}, mcycleh", out(reg) v, options(nomem, nostack));
+                } else {
+                    core::arch::asm!("csrr {}, mcycle", out(reg) v, options(nomem, nostack));
+                }
+            }
+            v
+        };
+        halves(|| csr(true), || csr(false))
+    }
 }
 
 /// A 64-bit counter read as two 32-bit halves, again if the high half moved in between.

@@ -1,7 +1,7 @@
 //! The BL602 (Bouffalo Lab BL602/BL604 reference manual's GLB, HBN and UART registers): UART0 on
 //! GPIO16 (TX) and GPIO7 (RX), the pins of the PineCone's CH340 bridge and of the boot ROM's
-//! flashing UART, at 115200 8N1 from the 160 MHz PLL clock; `mcycle`/`mcycleh` as the cycle
-//! counter. The core clock is what the boot header blflash writes sets (160 MHz from the PLL).
+//! flashing UART, at 115200 8N1 from the 160 MHz PLL clock. The core clock is what the boot
+//! header blflash writes sets (160 MHz from the PLL).
 
 use core::ptr::{read_volatile, write_volatile};
 
@@ -69,20 +69,4 @@ pub fn read() -> u8 {
 pub fn write(b: u8) {
     while rd(FIFO_CONFIG_1) & 0x3F == 0 {}
     wr(FIFO_WDATA, u32::from(b));
-}
-
-pub fn cycles() -> u64 {
-    let csr = |high: bool| {
-        let v: u32;
-        // SAFETY: reads a machine-mode counter CSR; no memory access.
-        unsafe {
-            if high {
-                core::arch::asm!("csrr {}, mcycleh", out(reg) v, options(nomem, nostack));
-            } else {
-                core::arch::asm!("csrr {}, mcycle", out(reg) v, options(nomem, nostack));
-            }
-        }
-        v
-    };
-    start::halves(|| csr(true), || csr(false))
 }

@@ -1,7 +1,7 @@
 //! The K210 (Kendryte K210 datasheet and standalone SDK's register maps): UARTHS, the
 //! high-speed UART the boot ROM and the Maix boards' USB-serial bridge use, at 115200 8N1 from
 //! the CPU clock, which is read back from SYSCTL (ACLK: PLL0 divided, or the 26 MHz crystal) —
-//! the PLL is left as the boot ROM set it; `mcycle` as the cycle counter.
+//! the PLL is left as the boot ROM set it; `mcycle` counts cycles (riscv-start's `Mcycle`).
 
 use core::ptr::{read_volatile, write_volatile};
 
@@ -61,11 +61,4 @@ pub fn try_read() -> Option<u8> {
 pub fn write(b: u8) {
     while rd(TXDATA) & (1 << 31) != 0 {}
     wr(TXDATA, u32::from(b));
-}
-
-pub fn cycles() -> u64 {
-    let c: u64;
-    // SAFETY: reads a machine-mode counter CSR; no memory access.
-    unsafe { core::arch::asm!("csrr {}, mcycle", out(reg) c, options(nomem, nostack)) };
-    c
 }

@@ -14,17 +14,12 @@ mod bl602;
 #[cfg(not(feature = "bl602"))]
 mod k210;
 
-use core::{
-    panic::PanicInfo,
-    ptr::{addr_of, addr_of_mut},
-};
+use core::{panic::PanicInfo, ptr::addr_of};
 
-use fwcore::fw;
-use start::board::{Board, Console};
+use fwcore::{board::Console, fw};
+use start::Mcycle;
 
 extern "C" {
-    static _model_start: u8;
-    static _model_len: u8;
     static _image_start: u8;
     static _sidata: u8;
     static _sdata: u8;
@@ -35,9 +30,6 @@ extern "C" {
 const ARENA_BYTES: usize = 1792 << 10;
 #[cfg(feature = "bl602")]
 const ARENA_BYTES: usize = 144 << 10;
-#[repr(C, align(8))]
-struct Arena([u8; ARENA_BYTES]);
-static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
 start::entry!(rv_main);
 
@@ -62,9 +54,6 @@ impl Console for Chip {
     fn write(&mut self, b: u8) {
         k210::write(b)
     }
-    fn cycles(&mut self) -> u64 {
-        k210::cycles()
-    }
     fn platform(&self) -> &str {
         "k210"
     }
@@ -76,9 +65,6 @@ impl Console for Chip {
     }
     fn flash_bytes(&self) -> u64 {
         16 << 20
-    }
-    fn code_bytes(&self) -> u64 {
-        (addr_of!(_edata) as usize - addr_of!(_image_start) as usize) as u64
     }
 }
 
@@ -93,9 +79,6 @@ impl Console for Chip {
     fn write(&mut self, b: u8) {
         bl602::write(b)
     }
-    fn cycles(&mut self) -> u64 {
-        bl602::cycles()
-    }
     fn platform(&self) -> &str {
         "bl602"
     }
@@ -108,10 +91,13 @@ impl Console for Chip {
     fn flash_bytes(&self) -> u64 {
         2 << 20
     }
-    fn code_bytes(&self) -> u64 {
-        (addr_of!(_sidata) as usize - addr_of!(_image_start) as usize + addr_of!(_edata) as usize
-            - addr_of!(_sdata) as usize) as u64
-    }
+}
+
+/// The image's bytes in flash: code and read-only data up to where .data's initial values are
+/// stored, and those.
+fn code_bytes() -> u64 {
+    (addr_of!(_sidata) as usize - addr_of!(_image_start) as usize + addr_of!(_edata) as usize
+        - addr_of!(_sdata) as usize) as u64
 }
 
 fn chip() -> Chip {
@@ -133,16 +119,12 @@ extern "C" fn rv_main() -> ! {
     k210::uart_init(chip.hz);
     #[cfg(feature = "bl602")]
     bl602::uart_init();
-    let mut port = Board::new(chip);
-    // SAFETY: the model partition is memory this image never writes; the arena is ours alone.
-    let partition = unsafe {
-        core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize)
-    };
-    let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
-    fw::boot(&mut port, partition, arena)
+    let mut port = start::board(chip, Mcycle, code_bytes());
+    let arena = fwcore::static_arena!(ARENA_BYTES);
+    fw::boot(&mut port, start::model_partition(), arena)
 }
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
-    fw::halt(&mut Board::new(chip()), "panic")
+    fw::halt(&mut start::board(chip(), Mcycle, 0), "panic")
 }

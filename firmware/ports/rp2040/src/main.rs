@@ -16,20 +16,11 @@ mod regs;
 mod temp;
 mod uart;
 
-use core::{
-    panic::PanicInfo,
-    ptr::{addr_of, addr_of_mut},
-};
+use core::panic::PanicInfo;
 
-use fwcore::fw;
-use start::board::{Board, Console};
+use fwcore::{board::Console, fw};
 
 use chip::CHIP;
-
-extern "C" {
-    static _model_start: u8;
-    static _model_len: u8;
-}
 
 /// The RP2040's second stage: configures the QSPI flash for execute-in-place and enters the
 /// vector table that follows it.
@@ -49,9 +40,6 @@ static IMAGE_DEF: [u32; 5] = [0xFFFF_DED3, 0x1021_0142, 0x0000_01FF, 0, 0xAB12_3
 /// The static arena for the model's buffers (KV cache, activations): what the SRAM has left
 /// after the statics and the stack's reserve (the link fails if it does not fit).
 const ARENA_BYTES: usize = CHIP.arena_bytes;
-#[repr(C, align(8))]
-struct Arena([u8; ARENA_BYTES]);
-static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
 start::vector_table!(reset);
 
@@ -92,27 +80,20 @@ impl Console for Rp {
     fn flash_bytes(&self) -> u64 {
         CHIP.flash_bytes
     }
-    fn flash_base(&self) -> usize {
-        0x1000_0000
-    }
 }
 
 fn main() -> ! {
     let sysclk = clock::init();
     uart::init(sysclk);
-    let mut port = Board::new(Rp { sysclk });
-    // SAFETY: the model partition is flash this image never writes; the arena is ours alone.
-    let partition = unsafe {
-        core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize)
-    };
-    let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
-    fw::boot(&mut port, partition, arena)
+    let mut port = start::board(Rp { sysclk }, 0x1000_0000);
+    let arena = fwcore::static_arena!(ARENA_BYTES);
+    fw::boot(&mut port, start::model_partition(), arena)
 }
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
     fw::halt(
-        &mut Board::halted(Rp {
+        &mut start::halted(Rp {
             sysclk: CHIP.rosc_hz,
         }),
         "panic",

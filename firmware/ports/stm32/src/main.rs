@@ -19,28 +19,16 @@ mod clock;
 mod temp;
 mod usart;
 
-use core::{
-    panic::PanicInfo,
-    ptr::{addr_of, addr_of_mut},
-};
+use core::panic::PanicInfo;
 
-use fwcore::fw;
-use start::board::{Board, Console};
+use fwcore::{board::Console, fw};
 
 use chip::CHIP;
-
-extern "C" {
-    static _model_start: u8;
-    static _model_len: u8;
-}
 
 /// The firmware's static arena for the model's buffers (KV cache, activations): what the main
 /// SRAM has left after the firmware's statics and the stack's reserve (the link fails if it
 /// does not fit).
 const ARENA_BYTES: usize = CHIP.arena_bytes;
-#[repr(C, align(8))]
-struct Arena([u8; ARENA_BYTES]);
-static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
 
 start::vector_table!(reset);
 
@@ -89,26 +77,19 @@ impl Console for Stm32 {
     fn flash_bytes(&self) -> u64 {
         CHIP.flash_bytes
     }
-    fn flash_base(&self) -> usize {
-        0x0800_0000
-    }
 }
 
 fn main() -> ! {
     let clocks = clock::init();
     usart::init(clocks.usart);
-    let mut port = Board::new(Stm32 { clocks });
-    // SAFETY: the model partition is flash this image never writes; the arena is ours alone.
-    let partition = unsafe {
-        core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize)
-    };
-    let arena = unsafe { &mut (*addr_of_mut!(ARENA)).0 };
-    fw::boot(&mut port, partition, arena)
+    let mut port = start::board(Stm32 { clocks }, 0x0800_0000);
+    let arena = fwcore::static_arena!(ARENA_BYTES);
+    fw::boot(&mut port, start::model_partition(), arena)
 }
 
 #[panic_handler]
 fn panic(_: &PanicInfo) -> ! {
-    let mut port = Board::halted(Stm32 {
+    let mut port = start::halted(Stm32 {
         clocks: clock::Clocks {
             sysclk: 16_000_000,
             usart: 16_000_000,
