@@ -9,7 +9,8 @@
 use std::path::Path;
 
 use labctl_integration_tests::{
-    bin_dir, golden, have, have_built, labctl, open_ro, run_ok, text, Line,
+    bin_dir, board_block as board, elf_segments as segments, golden, have, have_built, labctl,
+    open_ro, run_ok, text, Line,
 };
 
 fn target() -> std::path::PathBuf {
@@ -80,41 +81,6 @@ const IMAGES: &[PortImage] = &[
         ram_bytes: 176 << 10,
     },
 ];
-
-/// Loadable segments of a little-endian ELF32 or ELF64: (physical address, file bytes, memory
-/// bytes, file offset).
-fn segments(elf: &[u8]) -> Vec<(u64, u64, u64, u64)> {
-    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
-    let u32_at = |o: usize| u64::from(u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()));
-    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
-    let wide = elf[4] == 2;
-    let (phoff, phentsize, phnum) = if wide {
-        (u64_at(32) as usize, u16_at(54), u16_at(56))
-    } else {
-        (u32_at(28) as usize, u16_at(42), u16_at(44))
-    };
-    (0..phnum)
-        .map(|i| phoff + i * phentsize)
-        .filter(|&h| u32_at(h) == 1)
-        .map(|h| {
-            if wide {
-                (
-                    u64_at(h + 24),
-                    u64_at(h + 32),
-                    u64_at(h + 40),
-                    u64_at(h + 8),
-                )
-            } else {
-                (
-                    u32_at(h + 12),
-                    u32_at(h + 16),
-                    u32_at(h + 20),
-                    u32_at(h + 4),
-                )
-            }
-        })
-        .collect()
-}
 
 /// The bytes the image stores at `addr`.
 fn bytes_at(elf: &[u8], addr: u64, n: usize) -> Vec<u8> {
@@ -234,13 +200,6 @@ fn every_port_image_links_within_its_chip_with_its_boot_structures() {
     // The ESP32-C3's app descriptor first in DROM.
     let elf = std::fs::read(target().join(IMAGES[3].path)).unwrap();
     assert_eq!(bytes_at(&elf, 0x3C00_0020, 4), 0xABCD_5432u32.to_le_bytes());
-}
-
-fn board(name: &str, platform: &str, profile: &str, serial: &Path, extra: &str) -> String {
-    format!(
-        "[[boards]]\nname = \"{name}\"\nplatform = \"{platform}\"\nprofile = \"{profile}\"\nserial = \"{}\"\n{extra}\n",
-        serial.display()
-    )
 }
 
 #[test]

@@ -11,7 +11,8 @@ use std::{
 };
 
 use labctl_integration_tests::{
-    bin_dir, golden, have, have_built, labctl, open_ro, run_ok, text, Line,
+    bin_dir, board_block, elf_segments, golden, have, have_built, labctl, open_ro, run_ok, text,
+    Line,
 };
 
 fn have_image() -> bool {
@@ -25,10 +26,7 @@ fn have_image() -> bool {
 }
 
 fn board(name: &str, serial: &Path, extra: &str) -> String {
-    format!(
-        "[[boards]]\nname = \"{name}\"\nplatform = \"stm32\"\nprofile = \"stm32f405\"\nserial = \"{}\"\n{extra}\n",
-        serial.display()
-    )
+    board_block(name, "stm32", "stm32f405", serial, extra)
 }
 
 #[test]
@@ -254,18 +252,6 @@ fn debians_flashing_tools_run_the_generated_commands_and_find_no_probe() {
     }
 }
 
-/// Loadable segments of a 32-bit ELF: (physical address, file bytes, memory bytes).
-fn segments(elf: &[u8]) -> Vec<(u32, u32, u32)> {
-    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
-    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
-    let (phoff, phentsize, phnum) = (u32_at(28) as usize, u16_at(42), u16_at(44));
-    (0..phnum)
-        .map(|i| phoff + i * phentsize)
-        .filter(|&h| u32_at(h) == 1)
-        .map(|h| (u32_at(h + 12), u32_at(h + 16), u32_at(h + 20)))
-        .collect()
-}
-
 /// Every image the port builds lies within its chip: code below the model partition, statics
 /// (with the stack's reserve, which the linker script asserts) in the chip's SRAM.
 #[test]
@@ -277,8 +263,8 @@ fn each_stm32_image_links_within_its_chip() {
     for (image, model_at, ram) in [
         (
             "thumbv7em-none-eabihf/release/labctl-fw-stm32",
-            0x0802_0000u32,
-            128u32 << 10,
+            0x0802_0000u64,
+            128u64 << 10,
         ),
         (
             "fw-stm32f411/thumbv7em-none-eabihf/release/labctl-fw-stm32",
@@ -298,17 +284,17 @@ fn each_stm32_image_links_within_its_chip() {
     ] {
         let elf = std::fs::read(target.join(image))
             .unwrap_or_else(|e| panic!("{image}: {e} (bash firmware/ports/build.sh)"));
-        let segs = segments(&elf);
+        let segs = elf_segments(&elf);
         let code_end = segs
             .iter()
-            .filter(|(a, f, _)| (0x0800_0000..0x2000_0000).contains(a) && *f > 0)
-            .map(|(a, f, _)| a + f)
+            .filter(|(a, f, _, _)| (0x0800_0000..0x2000_0000).contains(a) && *f > 0)
+            .map(|(a, f, _, _)| a + f)
             .max()
             .unwrap();
-        let ram_used: u32 = segs
+        let ram_used: u64 = segs
             .iter()
-            .filter(|(a, _, _)| *a >= 0x2000_0000)
-            .map(|(_, _, m)| m)
+            .filter(|(a, _, _, _)| *a >= 0x2000_0000)
+            .map(|(_, _, m, _)| m)
             .sum();
         assert!(code_end <= model_at, "{image}: code ends at {code_end:#x}");
         assert!(

@@ -548,7 +548,30 @@ impl RootModule for PluginModRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
-/// Helper for plugins: a [`PluginInfo`] for this ABI.
+/// abi_stable, for [`platform_plugin!`]'s expansion.
+pub use abi_stable;
+
+/// The exported root module of a library that is one platform and nothing else: its name and
+/// one line for `labctl plugins`, the function that lists its profiles (`fn() ->
+/// Vec<profile::Profile>`), and its `extern "C"` board opener.
+#[macro_export]
+macro_rules! platform_plugin {
+    ($name:literal, $description:literal, $profiles:path, $open:path $(,)?) => {
+        #[$crate::abi_stable::export_root_module]
+        pub fn get_library() -> $crate::PluginModRef {
+            extern "C" fn info() -> $crate::PluginInfo {
+                $crate::plugin_info($name, env!("CARGO_PKG_VERSION"), $description)
+            }
+            extern "C" fn profiles() -> $crate::abi_stable::std_types::RString {
+                $crate::profile::ProfileDoc::new($profiles())
+                    .to_json()
+                    .into()
+            }
+            $crate::platform_module(info, profiles, $open)
+        }
+    };
+}
+
 /// The root module of a library that is one platform and nothing else (what most platform
 /// plugins' `get_library` returns).
 pub fn platform_module(
@@ -575,6 +598,7 @@ pub fn platform_module(
     .leak_into_prefix()
 }
 
+/// Helper for plugins: a [`PluginInfo`] for this ABI.
 pub fn plugin_info(name: &str, version: &str, description: &str) -> PluginInfo {
     PluginInfo {
         name: name.into(),

@@ -174,3 +174,52 @@ impl Drop for Line {
         let _ = self.socat.wait();
     }
 }
+
+/// Loadable segments of a little-endian ELF32 or ELF64: (physical address, file bytes, memory
+/// bytes, file offset).
+pub fn elf_segments(elf: &[u8]) -> Vec<(u64, u64, u64, u64)> {
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u32_at = |o: usize| u64::from(u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()));
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
+    let wide = elf[4] == 2;
+    let (phoff, phentsize, phnum) = if wide {
+        (u64_at(32) as usize, u16_at(54), u16_at(56))
+    } else {
+        (u32_at(28) as usize, u16_at(42), u16_at(44))
+    };
+    (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .filter(|&h| u32_at(h) == 1)
+        .map(|h| {
+            if wide {
+                (
+                    u64_at(h + 24),
+                    u64_at(h + 32),
+                    u64_at(h + 40),
+                    u64_at(h + 8),
+                )
+            } else {
+                (
+                    u32_at(h + 12),
+                    u32_at(h + 16),
+                    u32_at(h + 20),
+                    u32_at(h + 4),
+                )
+            }
+        })
+        .collect()
+}
+
+/// A `[[boards]]` block of a lab file.
+pub fn board_block(
+    name: &str,
+    platform: &str,
+    profile: &str,
+    serial: &Path,
+    extra: &str,
+) -> String {
+    format!(
+        "[[boards]]\nname = \"{name}\"\nplatform = \"{platform}\"\nprofile = \"{profile}\"\nserial = \"{}\"\n{extra}\n",
+        serial.display()
+    )
+}

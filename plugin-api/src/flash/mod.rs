@@ -316,6 +316,22 @@ pub fn session<R: Recipe>(recipe: R) -> BoardSessionBox {
     BoardSession_TO::from_value(FlashedBoard(recipe), TD_Opaque)
 }
 
+/// A platform's `open_board`: the entry of `table` for the profile the host handed over, and
+/// the flashed-board session of the recipe `make` builds for it.
+pub fn open<C, R: Recipe>(
+    spec: &BoardSpec,
+    platform: &str,
+    table: &'static [C],
+    name: impl Fn(&C) -> &str,
+    make: impl FnOnce(&BoardSpec, &'static C) -> Result<R, PluginError>,
+) -> RResult<BoardSessionBox, PluginError> {
+    guard(|| {
+        let profile = spec.profile()?;
+        let entry = chip_for(platform, &profile.name, table, name)?;
+        Ok(session(make(spec, entry)?))
+    })
+}
+
 /// The entry of `table` whose profile the host handed over, or the error that lists them.
 pub fn chip_for<'t, C>(
     platform: &str,

@@ -8,29 +8,19 @@
 
 use std::path::PathBuf;
 
-use abi_stable::{
-    export_root_module,
-    std_types::{ROption, RResult, RString},
-};
+use abi_stable::std_types::{ROption, RResult};
 use labctl_plugin_api::{
     flash::{self, hex, words, Cmd, FlashKeys, Image, Recipe, Tool},
-    guard, plugin_info,
-    profile::{usb, Profile, ProfileDoc, Silicon, UsbRole},
-    BoardSessionBox, BoardSpec, PluginError, PluginInfo, PluginModRef, RailControlBox,
+    profile::{usb, Profile, Silicon, UsbRole},
+    BoardSessionBox, BoardSpec, PluginError, RailControlBox,
 };
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    labctl_plugin_api::platform_module(info, profiles, open_board)
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "esp32",
-        env!("CARGO_PKG_VERSION"),
-        "ESP32-C3 boards flashed over their serial port (espflash or esptool), profiled on UART0",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "esp32",
+    "ESP32-C3 boards flashed over their serial port (espflash or esptool), profiled on UART0",
+    profile_table,
+    open_board,
+);
 
 const IMAGE: Image = Image {
     file: "labctl-fw-esp32",
@@ -78,10 +68,6 @@ pub fn profile_table() -> Vec<Profile> {
         counter: "the core's performance counter (mpccr) on the 160 MHz CPU clock",
     }
     .profile()]
-}
-
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 struct Flasher {
@@ -212,9 +198,5 @@ extern "C" fn open_board(
     spec: &BoardSpec,
     _rail: ROption<RailControlBox>,
 ) -> RResult<BoardSessionBox, PluginError> {
-    guard(|| {
-        let profile = spec.profile()?;
-        let name = flash::chip_for("esp32", &profile.name, PROFILES, |p| p)?;
-        Ok(flash::session(Flasher::new(spec, name)?))
-    })
+    flash::open(spec, "esp32", PROFILES, |p| p, |s, p| Flasher::new(s, p))
 }

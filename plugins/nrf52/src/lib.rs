@@ -7,29 +7,19 @@
 
 use std::path::{Path, PathBuf};
 
-use abi_stable::{
-    export_root_module,
-    std_types::{ROption, RResult, RString},
-};
+use abi_stable::std_types::{ROption, RResult};
 use labctl_plugin_api::{
     flash::{self, hex, words, Cmd, FlashKeys, Image, Recipe, Tool},
-    guard, plugin_info,
-    profile::{usb, Profile, ProfileDoc, Silicon, UsbRole},
-    BoardSessionBox, BoardSpec, PluginError, PluginInfo, PluginModRef, RailControlBox,
+    profile::{usb, Profile, Silicon, UsbRole},
+    BoardSessionBox, BoardSpec, PluginError, RailControlBox,
 };
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    labctl_plugin_api::platform_module(info, profiles, open_board)
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "nrf52",
-        env!("CARGO_PKG_VERSION"),
-        "nRF52840 boards flashed over SWD (nrfjprog, probe-rs or openocd), profiled on their serial console",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "nrf52",
+    "nRF52840 boards flashed over SWD (nrfjprog, probe-rs or openocd), profiled on their serial console",
+    profile_table,
+    open_board,
+);
 
 const IMAGE: Image = Image {
     file: "labctl-fw-nrf52",
@@ -73,10 +63,6 @@ pub fn profile_table() -> Vec<Profile> {
         counter: "the core's SysTick on the 64 MHz clock",
     }
     .profile()]
-}
-
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 struct Flasher {
@@ -251,9 +237,5 @@ extern "C" fn open_board(
     spec: &BoardSpec,
     _rail: ROption<RailControlBox>,
 ) -> RResult<BoardSessionBox, PluginError> {
-    guard(|| {
-        let profile = spec.profile()?;
-        let name = flash::chip_for("nrf52", &profile.name, PROFILES, |p| p)?;
-        Ok(flash::session(Flasher::new(spec, name)?))
-    })
+    flash::open(spec, "nrf52", PROFILES, |p| p, |s, p| Flasher::new(s, p))
 }

@@ -17,16 +17,15 @@ use std::{
 };
 
 use abi_stable::{
-    export_root_module,
     sabi_trait::TD_Opaque,
     std_types::{RNone, ROption, RResult, RSome, RString, RVec},
 };
 use labctl_plugin_api::{
     child::which,
-    guard, plugin_info,
-    profile::{memories, ConsoleKind, Profile, ProfileDoc, Timing, TimingSource},
-    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError, PluginInfo,
-    PluginModRef, RailControlBox, Step,
+    guard,
+    profile::{memories, ConsoleKind, Profile, Timing, TimingSource},
+    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError,
+    RailControlBox, Step,
 };
 
 /// One kind of QEMU board.
@@ -166,18 +165,12 @@ const MACHINES: &[Machine] = &[
     mps2("cortex-m7-216-dsp", DSP_NOTE, "Cortex-M7", 216_000_000, AN500, true),
 ];
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    labctl_plugin_api::platform_module(info, profiles, open_board)
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "qemu",
-        env!("CARGO_PKG_VERSION"),
-        "emulated MCUs: the bare-metal firmware on Cortex-M4F/M7, RV64GC and RV32IMAFC under QEMU with -icount",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "qemu",
+    "emulated MCUs: the bare-metal firmware on Cortex-M4F/M7, RV64GC and RV32IMAFC under QEMU with -icount",
+    profile_table,
+    open_board,
+);
 
 pub fn profile_table() -> Vec<Profile> {
     MACHINES
@@ -204,10 +197,6 @@ pub fn profile_table() -> Vec<Profile> {
             banner: None,
         })
         .collect()
-}
-
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 /// Finds the bare-metal image near the posix firmware the host found (its directory is where

@@ -9,29 +9,19 @@
 
 use std::path::{Path, PathBuf};
 
-use abi_stable::{
-    export_root_module,
-    std_types::{ROption, RResult, RString},
-};
+use abi_stable::std_types::{ROption, RResult};
 use labctl_plugin_api::{
     flash::{self, words, Cmd, FlashKeys, Image, Recipe, Tool},
-    guard, plugin_info,
-    profile::{usb, Profile, ProfileDoc, Silicon, UsbRole},
-    BoardSessionBox, BoardSpec, ErrorKind, PluginError, PluginInfo, PluginModRef, RailControlBox,
+    profile::{usb, Profile, Silicon, UsbRole},
+    BoardSessionBox, BoardSpec, ErrorKind, PluginError, RailControlBox,
 };
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    labctl_plugin_api::platform_module(info, profiles, open_board)
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "riscv",
-        env!("CARGO_PKG_VERSION"),
-        "K210 (kflash) and BL602 (blflash) boards flashed over their serial port, profiled on their UART",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "riscv",
+    "K210 (kflash) and BL602 (blflash) boards flashed over their serial port, profiled on their UART",
+    profile_table,
+    open_board,
+);
 
 /// One chip: its image, where the payload's bytes start, how much model fits, and its tool.
 pub struct Chip {
@@ -106,10 +96,6 @@ pub fn profile_table() -> Vec<Profile> {
         }
         .profile(),
     ]
-}
-
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 struct Flasher {
@@ -199,9 +185,5 @@ extern "C" fn open_board(
     spec: &BoardSpec,
     _rail: ROption<RailControlBox>,
 ) -> RResult<BoardSessionBox, PluginError> {
-    guard(|| {
-        let profile = spec.profile()?;
-        let chip = flash::chip_for("riscv", &profile.name, CHIPS, |c| c.profile)?;
-        Ok(flash::session(Flasher::new(spec, chip)?))
-    })
+    flash::open(spec, "riscv", CHIPS, |c| c.profile, Flasher::new)
 }

@@ -10,29 +10,19 @@
 
 use std::path::PathBuf;
 
-use abi_stable::{
-    export_root_module,
-    std_types::{ROption, RResult, RString},
-};
+use abi_stable::std_types::{ROption, RResult};
 use labctl_plugin_api::{
     flash::{self, hex, words, Cmd, FlashKeys, Image, Recipe, Tool},
-    guard, plugin_info,
-    profile::{usb, Profile, ProfileDoc, Silicon, UsbRole},
-    BoardSessionBox, BoardSpec, ErrorKind, PluginError, PluginInfo, PluginModRef, RailControlBox,
+    profile::{usb, Profile, Silicon, UsbRole},
+    BoardSessionBox, BoardSpec, ErrorKind, PluginError, RailControlBox,
 };
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    labctl_plugin_api::platform_module(info, profiles, open_board)
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "rp2040",
-        env!("CARGO_PKG_VERSION"),
-        "Raspberry Pi Pico (RP2040) and Pico 2 (RP2350): UF2 through picotool or the BOOTSEL drive, or SWD (openocd, probe-rs)",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "rp2040",
+    "Raspberry Pi Pico (RP2040) and Pico 2 (RP2350): UF2 through picotool or the BOOTSEL drive, or SWD (openocd, probe-rs)",
+    profile_table,
+    open_board,
+);
 
 /// One chip, with its image's memory map and its tools' names for it.
 pub struct Chip {
@@ -130,10 +120,6 @@ pub fn profile_table() -> Vec<Profile> {
         }
         .profile(),
     ]
-}
-
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 /// Where a BOOTSEL drive labelled `label` is mounted, if it is.
@@ -350,9 +336,5 @@ extern "C" fn open_board(
     spec: &BoardSpec,
     _rail: ROption<RailControlBox>,
 ) -> RResult<BoardSessionBox, PluginError> {
-    guard(|| {
-        let profile = spec.profile()?;
-        let chip = flash::chip_for("rp2040", &profile.name, CHIPS, |c| c.profile)?;
-        Ok(flash::session(Flasher::new(spec, chip)?))
-    })
+    flash::open(spec, "rp2040", CHIPS, |c| c.profile, Flasher::new)
 }

@@ -16,31 +16,24 @@ use std::{
 };
 
 use abi_stable::{
-    export_root_module,
     sabi_trait::TD_Opaque,
     std_types::{RNone, ROption, RResult, RSome, RString, RVec},
 };
 use labctl_plugin_api::{
-    guard, plugin_info,
-    profile::{memories, ConsoleKind, Profile, ProfileDoc, Timing, TimingSource},
-    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError, PluginInfo,
-    PluginModRef, RailControlBox, Step,
+    guard,
+    profile::{memories, ConsoleKind, Profile, Timing, TimingSource},
+    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError,
+    RailControlBox, Step,
 };
 
 use ssh::Target;
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    labctl_plugin_api::platform_module(info, profiles, open_board)
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "sbc",
-        env!("CARGO_PKG_VERSION"),
-        "single-board computers over SSH: the posix firmware deployed and run on the board, its serial protocol on the SSH channel",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "sbc",
+    "single-board computers over SSH: the posix firmware deployed and run on the board, its serial protocol on the SSH channel",
+    profile_table,
+    open_board,
+);
 
 /// Memory from the boards' product briefs; the microSD/eMMC is the "flash" the model lives on.
 pub fn profile_table() -> Vec<Profile> {
@@ -76,10 +69,6 @@ pub fn profile_table() -> Vec<Profile> {
         p("jetson-orin-nano", "NVIDIA Jetson Orin Nano: 6 × Cortex-A78AE at 1.5 GHz, 8 GB LPDDR5 (the GPU is not used: the firmware runs on the CPU)", "Cortex-A78AE", 1_500_000_000, 8192, 64),
         p("generic", "any Linux computer reachable over SSH (1 GiB budgeted; the firmware runs on its CPU)", "host CPU", 1_000_000_000, 1024, 8),
     ]
-}
-
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 /// One SBC session: the deploy steps, then `ssh … firmware` on the host's pty.

@@ -6,29 +6,22 @@
 //! fits the model after the handshake.
 
 use abi_stable::{
-    export_root_module,
     sabi_trait::TD_Opaque,
     std_types::{RNone, ROption, RResult, RString, RVec},
 };
 use labctl_plugin_api::{
-    guard, plugin_info,
-    profile::{ConsoleKind, Profile, ProfileDoc, Timing, TimingSource},
-    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError, PluginInfo,
-    PluginModRef, RailControlBox, Step,
+    guard,
+    profile::{ConsoleKind, Profile, Timing, TimingSource},
+    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError,
+    RailControlBox, Step,
 };
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    labctl_plugin_api::platform_module(info, profiles, open_board)
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "serial",
-        env!("CARGO_PKG_VERSION"),
-        "boards flashed by hand that run the profiling firmware, on a serial console",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "serial",
+    "boards flashed by hand that run the profiling firmware, on a serial console",
+    profile_table,
+    open_board,
+);
 
 /// The one profile: real hardware whose memory is what it reports in READY.
 pub fn profile_table() -> Vec<Profile> {
@@ -52,10 +45,6 @@ pub fn profile_table() -> Vec<Profile> {
         console: ConsoleKind::Device,
         banner: None,
     }]
-}
-
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 /// What bring-up does for a hand-flashed board: nothing of its own.

@@ -9,31 +9,21 @@
 
 mod tools;
 
-use abi_stable::{
-    export_root_module,
-    std_types::{ROption, RResult, RString},
-};
+use abi_stable::std_types::{ROption, RResult};
 use labctl_plugin_api::{
     flash::{self, Image},
-    guard, plugin_info,
-    profile::{usb, Profile, ProfileDoc, Silicon, UsbIdent, UsbRole},
-    BoardSessionBox, BoardSpec, PluginError, PluginInfo, PluginModRef, RailControlBox,
+    profile::{usb, Profile, Silicon, UsbIdent, UsbRole},
+    BoardSessionBox, BoardSpec, PluginError, RailControlBox,
 };
 
 use tools::{Chip, Flasher};
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    labctl_plugin_api::platform_module(info, profiles, open_board)
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "stm32",
-        env!("CARGO_PKG_VERSION"),
-        "STM32 boards flashed over SWD (st-flash, openocd or probe-rs), profiled on their serial console",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "stm32",
+    "STM32 boards flashed over SWD (st-flash, openocd or probe-rs), profiled on their serial console",
+    profile_table,
+    open_board,
+);
 
 /// The chips this plugin flashes, with the `stm32` port's memory map.
 pub const CHIPS: &[Chip] = &[
@@ -172,17 +162,9 @@ pub fn profile_table() -> Vec<Profile> {
     ]
 }
 
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
-}
-
 extern "C" fn open_board(
     spec: &BoardSpec,
     _rail: ROption<RailControlBox>,
 ) -> RResult<BoardSessionBox, PluginError> {
-    guard(|| {
-        let profile = spec.profile()?;
-        let chip = flash::chip_for("stm32", &profile.name, CHIPS, |c| c.profile)?;
-        Ok(flash::session(Flasher::new(spec, chip)?))
-    })
+    flash::open(spec, "stm32", CHIPS, |c| c.profile, Flasher::new)
 }

@@ -17,45 +17,22 @@ use std::{
 };
 
 use abi_stable::{
-    export_root_module,
-    prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
     std_types::{RNone, ROption, RResult, RSome, RString, RVec},
 };
 use labctl_plugin_api::{
-    guard, monotonic_ns, plugin_info,
-    profile::{memories, ConsoleKind, Profile, ProfileDoc, Timing, TimingSource},
-    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PlatformApi,
-    PlatformApiRef, PluginError, PluginInfo, PluginMod, PluginModRef, RailControlBox, RailPoint,
-    Step,
+    guard, monotonic_ns,
+    profile::{memories, ConsoleKind, Profile, Timing, TimingSource},
+    BoardSession, BoardSessionBox, BoardSession_TO, BoardSpec, ErrorKind, PluginError,
+    RailControlBox, RailPoint, Step,
 };
 
-#[export_root_module]
-pub fn get_library() -> PluginModRef {
-    PluginMod {
-        info,
-        platform: RSome(platform_api()),
-        sensor: RNone,
-        power: RNone,
-    }
-    .leak_into_prefix()
-}
-
-fn platform_api() -> PlatformApiRef {
-    PlatformApi {
-        profiles,
-        open_board,
-    }
-    .leak_into_prefix()
-}
-
-extern "C" fn info() -> PluginInfo {
-    plugin_info(
-        "virtual",
-        env!("CARGO_PKG_VERSION"),
-        "emulated boards: the profiling firmware as a host process, on a simulated supply rail",
-    )
-}
+labctl_plugin_api::platform_plugin!(
+    "virtual",
+    "emulated boards: the profiling firmware as a host process, on a simulated supply rail",
+    profile_table,
+    open_board,
+);
 
 /// Profile figures: memory from the chips' datasheets (see FACTS in the design notes); currents
 /// are the rail model's parameters for a dev board powered at 5 V over USB, not measurements.
@@ -122,10 +99,6 @@ pub fn profile_table() -> Vec<Profile> {
             31.0,
         ),
     ]
-}
-
-extern "C" fn profiles() -> RString {
-    ProfileDoc::new(profile_table()).to_json().into()
 }
 
 /// Scheduling niceness of emulated boards (see `start`).
