@@ -548,6 +548,25 @@ impl RootModule for PluginModRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
+/// A name (a board's, a file's) as a safe file-name component: ASCII letters, digits and `._-`
+/// kept, anything else `_`, no leading dots, never empty.
+pub fn safe_name(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match s.trim_start_matches('.') {
+        "" => "_".into(),
+        t => t.to_string(),
+    }
+}
+
 /// abi_stable, for [`platform_plugin!`]'s expansion.
 pub use abi_stable;
 

@@ -13,6 +13,8 @@ pub mod fw;
 #[cfg(feature = "std")]
 pub mod gen;
 pub mod infer;
+#[cfg(target_os = "none")]
+pub mod linked;
 pub mod math;
 pub mod model;
 pub mod proto;

@@ -131,18 +131,8 @@ pub fn hex(a: u32) -> String {
 /// A file labctl derives for a board's tool (a `.bin`, a `.uf2`): in the temporary directory,
 /// one folder per platform and board.
 pub fn scratch(platform: &str, board: &str, file: &str) -> PathBuf {
-    let safe: String = board
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
     std::env::temp_dir()
-        .join(format!("labctl-{platform}-{safe}"))
+        .join(format!("labctl-{platform}-{}", crate::safe_name(board)))
         .join(file)
 }
 
@@ -172,6 +162,81 @@ pub fn segments_of<'e>(
 ) -> Result<Vec<(u32, &'e [u8])>, PluginError> {
     elf::flash_segments(elf, base, size)
         .map_err(|e| PluginError::new(ErrorKind::InvalidConfig, format!("{}: {e}", path.display())))
+}
+
+/// OpenOCD after its interface and target options (`base`): the image (an ELF) and the model
+/// at `model_addr`, both verified, then a reset and exit.
+pub fn openocd_program(
+    base: Vec<String>,
+    image: &str,
+    model: &str,
+    model_addr: u32,
+) -> Vec<String> {
+    [
+        base,
+        words(&[
+            "-c",
+            &format!("program {image} verify"),
+            "-c",
+            &format!("program {model} verify {}", hex(model_addr)),
+            "-c",
+            "reset run",
+            "-c",
+            "shutdown",
+        ]),
+    ]
+    .concat()
+}
+
+/// OpenOCD resetting the chip: `base` (interface and target), then init, reset, exit.
+pub fn openocd_reset(base: Vec<String>) -> Vec<String> {
+    [
+        base,
+        words(&["-c", "init", "-c", "reset run", "-c", "shutdown"]),
+    ]
+    .concat()
+}
+
+/// One probe-rs subcommand for `chip`, on the probe `probe_serial` names.
+pub fn probe_rs(program: &str, sub: &str, chip: &str, probe_serial: Option<&str>) -> Vec<String> {
+    let mut v = words(&[program, sub, "--chip", chip]);
+    if let Some(sn) = probe_serial {
+        v.extend(["--probe".into(), sn.to_string()]);
+    }
+    v
+}
+
+/// probe-rs writing the model (raw) at `model_addr`, then the image (an ELF), then a reset.
+pub fn probe_rs_flash(
+    program: &str,
+    chip: &str,
+    probe_serial: Option<&str>,
+    image: &str,
+    model: &str,
+    model_addr: u32,
+) -> Vec<Cmd> {
+    let pr = |sub: &str| probe_rs(program, sub, chip, probe_serial);
+    vec![
+        Cmd::new(
+            [
+                pr("download"),
+                words(&[
+                    "--binary-format",
+                    "bin",
+                    "--base-address",
+                    &hex(model_addr),
+                    model,
+                ]),
+            ]
+            .concat(),
+            "the model into its flash partition",
+        ),
+        Cmd::new(
+            [pr("download"), words(&[image])].concat(),
+            "the firmware image",
+        ),
+        Cmd::new(pr("reset"), "reset"),
+    ]
 }
 
 /// One command line of a flashing plan and what it does.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use abi_stable::std_types::{ROption, RResult};
 use labctl_plugin_api::{
-    flash::{self, hex, words, Cmd, FlashKeys, Image, Recipe, Tool},
+    flash::{self, words, Cmd, FlashKeys, Image, Recipe, Tool},
     profile::{usb, Profile, Silicon, UsbRole},
     BoardSessionBox, BoardSpec, PluginError, RailControlBox,
 };
@@ -28,6 +28,7 @@ const IMAGE: Image = Image {
 };
 const FLASH_BYTES: u32 = 1 << 20;
 const MODEL_ADDR: u32 = 0x0002_0000;
+const PROBE_RS_CHIP: &str = "nRF52840_xxAA";
 const PROFILES: &[&str] = &["nrf52840-dk"];
 
 pub const TOOLS: &[Tool] = &[
@@ -97,14 +98,6 @@ impl Flasher {
             v.extend(["--snr".into(), sn.clone()]);
         }
         v.extend(words(rest));
-        v
-    }
-
-    fn probe_rs(&self, sub: &str) -> Vec<String> {
-        let mut v = words(&[&self.program, sub, "--chip", "nRF52840_xxAA"]);
-        if let Some(sn) = &self.probe_serial {
-            v.extend(["--probe".into(), sn.clone()]);
-        }
         v
     }
 
@@ -178,56 +171,31 @@ impl Recipe for Flasher {
                 ),
                 Cmd::new(self.nrfjprog(&["--reset"]), "reset"),
             ],
-            "probe-rs" => vec![
-                Cmd::new(
-                    [
-                        self.probe_rs("download"),
-                        words(&[
-                            "--binary-format",
-                            "bin",
-                            "--base-address",
-                            &hex(MODEL_ADDR),
-                            &self.model,
-                        ]),
-                    ]
-                    .concat(),
-                    "the model into its flash partition",
-                ),
-                Cmd::new(
-                    [self.probe_rs("download"), vec![img]].concat(),
-                    "the firmware image",
-                ),
-                Cmd::new(self.probe_rs("reset"), "reset"),
-            ],
-            _ => {
-                let mut v = self.openocd();
-                v.extend(words(&[
-                    "-c",
-                    &format!("program {img} verify"),
-                    "-c",
-                    &format!("program {} verify {}", self.model, hex(MODEL_ADDR)),
-                    "-c",
-                    "reset run",
-                    "-c",
-                    "shutdown",
-                ]));
-                vec![Cmd::new(
-                    v,
-                    "the image and the model through OpenOCD and the J-Link, verified, then reset",
-                )]
-            }
+            "probe-rs" => flash::probe_rs_flash(
+                &self.program,
+                PROBE_RS_CHIP,
+                self.probe_serial.as_deref(),
+                &img,
+                &self.model,
+                MODEL_ADDR,
+            ),
+            _ => vec![Cmd::new(
+                flash::openocd_program(self.openocd(), &img, &self.model, MODEL_ADDR),
+                "the image and the model through OpenOCD and the J-Link, verified, then reset",
+            )],
         }
     }
 
     fn reset(&self) -> Option<Cmd> {
         let argv = match self.tool.name {
             "nrfjprog" => self.nrfjprog(&["--reset"]),
-            "probe-rs" => self.probe_rs("reset"),
-            _ => [
-                self.openocd(),
-                words(&["-c", "init", "-c", "reset run", "-c", "shutdown"]),
-            ]
-            .concat(),
+            "probe-rs" => flash::probe_rs(
+                &self.program,
+                "reset",
+                PROBE_RS_CHIP,
+                self.probe_serial.as_deref(),
+            ),
+            _ => flash::openocd_reset(self.openocd()),
         };
         Some(Cmd::new(argv, "the chip reset through its debug probe"))
     }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use abi_stable::std_types::{ROption, RResult};
 use labctl_plugin_api::{
-    flash::{self, hex, words, Cmd, FlashKeys, Image, Recipe, Tool},
+    flash::{self, words, Cmd, FlashKeys, Image, Recipe, Tool},
     profile::{usb, Profile, Silicon, UsbRole},
     BoardSessionBox, BoardSpec, ErrorKind, PluginError, RailControlBox,
 };
@@ -184,7 +184,7 @@ impl Flasher {
             match self.tool.name {
                 "picotool" => v.extend(["--ser".into(), sn.clone()]),
                 "openocd" => v.extend(["-c".into(), format!("adapter serial {sn}")]),
-                _ => v.extend(["--probe".into(), sn.clone()]),
+                _ => {}
             }
         }
         v
@@ -259,51 +259,18 @@ impl Recipe for Flasher {
                 ]),
                 "image and model as one UF2 onto the BOOTSEL drive; the chip writes it and reboots",
             )],
-            "openocd" => {
-                let mut v = self.openocd();
-                v.extend(words(&[
-                    "-c",
-                    &format!("program {img} verify"),
-                    "-c",
-                    &format!("program {} verify {}", self.model, hex(self.chip.model_addr)),
-                    "-c",
-                    "reset run",
-                    "-c",
-                    "shutdown",
-                ]));
-                vec![Cmd::new(
-                    v,
-                    "the image and the model over SWD through a CMSIS-DAP probe, verified, then reset",
-                )]
-            }
-            _ => {
-                let pr = |sub: &str| {
-                    self.with_probe(words(&[
-                        &self.program,
-                        sub,
-                        "--chip",
-                        self.chip.probe_rs_chip,
-                    ]))
-                };
-                vec![
-                    Cmd::new(
-                        [
-                            pr("download"),
-                            words(&[
-                                "--binary-format",
-                                "bin",
-                                "--base-address",
-                                &hex(self.chip.model_addr),
-                                &self.model,
-                            ]),
-                        ]
-                        .concat(),
-                        "the model into its flash partition",
-                    ),
-                    Cmd::new([pr("download"), vec![img]].concat(), "the firmware image"),
-                    Cmd::new(pr("reset"), "reset"),
-                ]
-            }
+            "openocd" => vec![Cmd::new(
+                flash::openocd_program(self.openocd(), &img, &self.model, self.chip.model_addr),
+                "the image and the model over SWD through a CMSIS-DAP probe, verified, then reset",
+            )],
+            _ => flash::probe_rs_flash(
+                &self.program,
+                self.chip.probe_rs_chip,
+                self.probe_serial.as_deref(),
+                &img,
+                &self.model,
+                self.chip.model_addr,
+            ),
         }
     }
 
@@ -314,17 +281,13 @@ impl Recipe for Flasher {
                 self.with_probe(vec![]),
             ]
             .concat(),
-            "openocd" => [
-                self.openocd(),
-                words(&["-c", "init", "-c", "reset run", "-c", "shutdown"]),
-            ]
-            .concat(),
-            "probe-rs" => self.with_probe(words(&[
+            "openocd" => flash::openocd_reset(self.openocd()),
+            "probe-rs" => flash::probe_rs(
                 &self.program,
                 "reset",
-                "--chip",
                 self.chip.probe_rs_chip,
-            ])),
+                self.probe_serial.as_deref(),
+            ),
             // The BOOTSEL drive cannot reset a running board.
             _ => return None,
         };

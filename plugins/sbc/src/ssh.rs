@@ -10,6 +10,7 @@ use std::{
     process::Command,
 };
 
+use labctl_plugin_api::safe_name as safe;
 use labctl_plugin_api::{ErrorKind, PluginError};
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -30,24 +31,6 @@ struct Options {
 /// A word for the remote shell, single-quoted.
 fn quote(w: &str) -> String {
     format!("'{}'", w.replace('\'', r"'\''"))
-}
-
-/// A file or board name as a safe remote path component.
-fn safe(s: &str) -> String {
-    let s: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match s.trim_start_matches('.') {
-        "" => "_".into(),
-        t => t.to_string(),
-    }
 }
 
 /// The name a local file gets on the board.

@@ -91,19 +91,6 @@ impl Flasher {
         }
         v
     }
-
-    fn probe_rs(&self, sub: &str) -> Vec<String> {
-        let mut v = vec![
-            self.program.clone(),
-            sub.to_string(),
-            "--chip".to_string(),
-            self.chip.probe_rs_chip.to_string(),
-        ];
-        if let Some(sn) = &self.probe_serial {
-            v.extend(["--probe".into(), sn.clone()]);
-        }
-        v
-    }
 }
 
 impl Recipe for Flasher {
@@ -151,56 +138,31 @@ impl Recipe for Flasher {
                     "the firmware image (its flash segments as a .bin) at the start of flash, then reset",
                 ),
             ],
-            "openocd" => {
-                let mut v = self.openocd();
-                v.extend([
-                    "-c".into(),
-                    format!("program {img} verify"),
-                    "-c".into(),
-                    format!("program {} verify {}", self.model, hex(c.model_addr)),
-                    "-c".into(),
-                    "reset run".into(),
-                    "-c".into(),
-                    "shutdown".into(),
-                ]);
-                vec![Cmd::new(
-                    v,
-                    "the image and the model through OpenOCD, verified, then reset",
-                )]
-            }
-            _ => vec![
-                Cmd::new(
-                    [
-                        self.probe_rs("download"),
-                        words(&[
-                            "--binary-format",
-                            "bin",
-                            "--base-address",
-                            &hex(c.model_addr),
-                            &self.model,
-                        ]),
-                    ]
-                    .concat(),
-                    "the model into its flash partition",
-                ),
-                Cmd::new(
-                    [self.probe_rs("download"), vec![img]].concat(),
-                    "the firmware image",
-                ),
-                Cmd::new(self.probe_rs("reset"), "reset"),
-            ],
+            "openocd" => vec![Cmd::new(
+                flash::openocd_program(self.openocd(), &img, &self.model, c.model_addr),
+                "the image and the model through OpenOCD, verified, then reset",
+            )],
+            _ => flash::probe_rs_flash(
+                &self.program,
+                c.probe_rs_chip,
+                self.probe_serial.as_deref(),
+                &img,
+                &self.model,
+                c.model_addr,
+            ),
         }
     }
 
     fn reset(&self) -> Option<Cmd> {
         let argv = match self.tool.name {
             "st-flash" => [self.st_flash(), words(&["reset"])].concat(),
-            "openocd" => [
-                self.openocd(),
-                words(&["-c", "init", "-c", "reset run", "-c", "shutdown"]),
-            ]
-            .concat(),
-            _ => self.probe_rs("reset"),
+            "openocd" => flash::openocd_reset(self.openocd()),
+            _ => flash::probe_rs(
+                &self.program,
+                "reset",
+                self.chip.probe_rs_chip,
+                self.probe_serial.as_deref(),
+            ),
         };
         Some(Cmd::new(argv, "the chip reset through its debug probe"))
     }

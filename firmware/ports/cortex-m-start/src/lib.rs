@@ -1,27 +1,20 @@
 //! What every Cortex-M port of the profiling firmware does the same way, so that a port is only
-//! its vector table, its console and its memory map: setting up RAM from the linker's symbols
-//! (`_sbss`, `_ebss`, `_sdata`, `_edata`, `_sidata`), turning the FPU on, painting the free RAM
-//! for the stack high-water mark (`_stack_top`), and SysTick on the processor clock as the cycle
-//! counter — polled, never interrupting, its tick phase restarted at each measured stretch —
-//! the vector table ([`vector_table!`]), the model partition and arena, and the firmware's port
+//! its console and its memory map: the vector table and the reset handler ([`entry!`]), RAM set
+//! up from the linker's symbols ([`fwcore::linked`]), the FPU turned on, the free RAM painted for
+//! the stack high-water mark, SysTick on the processor clock as the cycle counter — polled, never
+//! interrupting, its tick phase restarted at each measured stretch — and the firmware's port
 //! ([`board`]: [`fwcore::board::Board`] with SysTick).
 
 #![no_std]
 
-use fwcore::board::{Board, Console, Counter, Linked};
+use core::ptr::{read_volatile, write_volatile};
 
-use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+use fwcore::{
+    board::{Board, Console, Counter, Linked},
+    linked,
+};
 
-extern "C" {
-    static _model_start: u8;
-    static _model_len: u8;
-    static mut _sbss: u32;
-    static mut _ebss: u32;
-    static mut _sdata: u32;
-    static mut _edata: u32;
-    static _sidata: u32;
-    static _stack_top: u32;
-}
+pub use fwcore::linked::model_partition;
 
 const SYST_CSR: usize = 0xE000_E010;
 const SYST_RVR: usize = 0xE000_E014;
@@ -30,23 +23,13 @@ const SYST_CVR: usize = 0xE000_E018;
 const CPACR: usize = 0xE000_ED88;
 
 /// Zeroes .bss, copies .data's initial values from flash, enables CP10/CP11 (the FPU) and paints
-/// the RAM between .bss and the current stack pointer. Call first thing after reset, before any
-/// floating-point instruction and before any static is touched.
+/// the RAM between .bss and the current stack pointer. [`entry!`]'s reset handler calls it first
+/// thing, before any floating-point instruction and before any static is touched.
 ///
 /// # Safety
 /// Only from the reset handler, once: it overwrites every static.
 pub unsafe fn init() {
-    let mut p = addr_of_mut!(_sbss);
-    while p < addr_of_mut!(_ebss) {
-        write_volatile(p, 0);
-        p = p.add(1);
-    }
-    let (mut d, mut s) = (addr_of_mut!(_sdata), addr_of!(_sidata));
-    while d < addr_of_mut!(_edata) {
-        write_volatile(d, read_volatile(s));
-        d = d.add(1);
-        s = s.add(1);
-    }
+    linked::init_ram();
     // Cores without an FPU (Cortex-M0+, thumbv6m) have no CPACR either.
     #[cfg(target_abi = "eabihf")]
     {
@@ -58,25 +41,23 @@ pub unsafe fn init() {
     }
     let sp: usize;
     core::arch::asm!("mov {}, sp", out(reg) sp);
-    fwcore::stack::paint(addr_of_mut!(_ebss) as usize, sp - 64);
+    linked::paint_stack(sp - 64);
 }
 
-/// Deepest stack use so far: the lowest word below the stack top no longer painted.
-pub fn stack_high_water() -> u64 {
-    // SAFETY: .bss end to stack top is this image's RAM.
-    unsafe { fwcore::stack::high_water(addr_of!(_ebss) as usize, addr_of!(_stack_top) as usize) }
-}
+/// The port's entry: the vector table (below) and the reset handler `reset`, which runs
+/// [`init`] and then `$main` (a `fn() -> !`).
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        $crate::vector_table!(reset);
 
-/// .data + .bss, as linked.
-pub fn static_bytes() -> u64 {
-    (addr_of!(_ebss) as usize - addr_of!(_sdata) as usize) as u64
-}
-
-/// Bytes of the image in flash from `flash_base`: vector table, .text and .rodata up to where
-/// .data's initial values are stored (`_sidata`), which take `_edata - _sdata` more.
-pub fn code_bytes(flash_base: usize) -> u64 {
-    (addr_of!(_sidata) as usize - flash_base
-        + (addr_of!(_edata) as usize - addr_of!(_sdata) as usize)) as u64
+        /// Entry after reset: RAM set up, FPU on, stack painted, then the firmware.
+        #[no_mangle]
+        unsafe extern "C" fn reset() -> ! {
+            $crate::init();
+            $main()
+        }
+    };
 }
 
 /// The vector table after the initial stack pointer (which the linker script writes): the reset
@@ -113,16 +94,10 @@ pub extern "C" fn fault() {
 /// SysTick's handler (it never fires: the counter runs without its interrupt).
 pub extern "C" fn systick() {}
 
-/// The model partition the linker script places (`_model_start`, `_model_len`).
-pub fn model_partition() -> &'static [u8] {
-    // SAFETY: flash this image never writes, as long as the linker script says.
-    unsafe { core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize) }
-}
-
 /// The firmware's port for `chip`: SysTick started on the core clock, the linker's figures
 /// (code counted from `flash_base`). Call after [`init`].
 pub fn board<C: Console>(chip: C, flash_base: usize) -> Board<C, SysTick> {
-    Board::new(chip, SysTick::start(), linked(flash_base))
+    Board::new(chip, SysTick::start(), linked::figures(flash_base))
 }
 
 /// A port for the panic handler: nothing counted, nothing started.
@@ -133,17 +108,9 @@ pub fn halted<C: Console>(chip: C) -> Board<C, SysTick> {
         Linked {
             static_bytes: 0,
             code_bytes: 0,
-            stack_high_water,
+            stack_high_water: linked::stack_high_water,
         },
     )
-}
-
-fn linked(flash_base: usize) -> Linked {
-    Linked {
-        static_bytes: static_bytes(),
-        code_bytes: code_bytes(flash_base),
-        stack_high_water,
-    }
 }
 
 /// SysTick as a 64-bit cycle count.

@@ -28,14 +28,7 @@ const TEMP_VALUE: usize = 0x4000_C508;
 /// reserve.
 const ARENA_BYTES: usize = 224 << 10;
 
-start::vector_table!(reset);
-
-/// Entry after reset: RAM set up, FPU on, stack painted, then the firmware.
-#[no_mangle]
-unsafe extern "C" fn reset() -> ! {
-    start::init();
-    main()
-}
+start::entry!(main);
 
 fn rd(a: usize) -> u32 {
     // SAFETY: a CLOCK/TEMP register.

@@ -30,14 +30,7 @@ const UART_BAUDDIV: usize = UART0 + 0x10;
 /// The firmware's static arena for the model's buffers (KV cache, activations).
 const ARENA_BYTES: usize = 3 << 20;
 
-start::vector_table!(reset);
-
-/// Entry after reset: RAM set up, FPU on, stack painted, then the firmware.
-#[no_mangle]
-unsafe extern "C" fn reset() -> ! {
-    start::init();
-    main()
-}
+start::entry!(main);
 
 fn uart_init() {
     // SAFETY: the CMSDK UART's registers.

@@ -1,26 +1,18 @@
 //! What every RISC-V port of the profiling firmware for real silicon does the same way, so that
 //! a port is its console, its counter and its memory map: the entry ([`entry!`]: stack pointer,
 //! floating point on where the core has it, then the port's `main`), setting up RAM from the
-//! linker's symbols (`_sbss`, `_ebss`, `_sdata`, `_edata`, `_sidata`), painting the free RAM for
-//! the stack high-water mark (`_stack_top`), the model partition and arena, `mcycle`
+//! linker's symbols and painting the free RAM for the stack high-water mark
+//! ([`fwcore::linked`]), `mcycle`
 //! ([`Mcycle`]), and the firmware's port ([`board`]: [`fwcore::board::Board`]).
 
 #![no_std]
 
-use fwcore::board::{Board, Console, Counter, Linked};
+use fwcore::{
+    board::{Board, Console, Counter},
+    linked,
+};
 
-use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
-
-extern "C" {
-    static _model_start: u8;
-    static _model_len: u8;
-    static mut _sbss: u32;
-    static mut _ebss: u32;
-    static mut _sdata: u32;
-    static mut _edata: u32;
-    static _sidata: u32;
-    static _stack_top: u32;
-}
+pub use fwcore::linked::model_partition;
 
 /// The entry `_start` in `.text.start`: the stack pointer from `_stack_top`, the global pointer
 /// left alone (nothing is linked gp-relative), mstatus.FS on when the core has an FPU, then
@@ -51,60 +43,24 @@ macro_rules! entry {
     };
 }
 
-/// Zeroes .bss, copies .data's initial values from where the image stores them, and paints the
+/// Zeroes .bss, copies .data's initial values into place (unless the loader did) and paints the
 /// RAM between .bss and the current stack pointer.
 ///
 /// # Safety
 /// Only first thing in the port's `main`, once: it overwrites every static.
 pub unsafe fn init() {
-    let mut p = addr_of_mut!(_sbss);
-    while p < addr_of_mut!(_ebss) {
-        write_volatile(p, 0);
-        p = p.add(1);
-    }
-    let (mut d, mut s) = (addr_of_mut!(_sdata), addr_of!(_sidata));
-    // The loader may have put .data in place already (then the two are one).
-    if !core::ptr::eq(d, s) {
-        while d < addr_of_mut!(_edata) {
-            write_volatile(d, read_volatile(s));
-            d = d.add(1);
-            s = s.add(1);
-        }
-    }
+    linked::init_ram();
     let sp: usize;
     core::arch::asm!("mv {}, sp", out(reg) sp);
-    fwcore::stack::paint(addr_of_mut!(_ebss) as usize, sp - 128);
-}
-
-/// Deepest stack use so far: the lowest word below the stack top no longer painted.
-pub fn stack_high_water() -> u64 {
-    // SAFETY: .bss end to stack top is this image's RAM.
-    unsafe { fwcore::stack::high_water(addr_of!(_ebss) as usize, addr_of!(_stack_top) as usize) }
-}
-
-/// .data + .bss, as linked.
-pub fn static_bytes() -> u64 {
-    (addr_of!(_ebss) as usize - addr_of!(_sdata) as usize) as u64
-}
-
-/// The model partition the linker script places (`_model_start`, `_model_len`).
-pub fn model_partition() -> &'static [u8] {
-    // SAFETY: memory this image never writes, as long as the linker script says.
-    unsafe { core::slice::from_raw_parts(addr_of!(_model_start), addr_of!(_model_len) as usize) }
+    linked::paint_stack(sp - 128);
 }
 
 /// The firmware's port for `chip` with the core's `counter` and the image's size in flash.
 /// Call after [`init`].
 pub fn board<C: Console, K: Counter>(chip: C, counter: K, code_bytes: u64) -> Board<C, K> {
-    Board::new(
-        chip,
-        counter,
-        Linked {
-            static_bytes: static_bytes(),
-            code_bytes,
-            stack_high_water,
-        },
-    )
+    let mut figures = linked::figures(0);
+    figures.code_bytes = code_bytes;
+    Board::new(chip, counter, figures)
 }
 
 /// The standard `mcycle` counter (`mcycle`/`mcycleh` on RV32).

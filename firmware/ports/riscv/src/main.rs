@@ -21,9 +21,6 @@ use start::Mcycle;
 
 extern "C" {
     static _image_start: u8;
-    static _sidata: u8;
-    static _sdata: u8;
-    static _edata: u8;
 }
 
 #[cfg(not(feature = "bl602"))]
@@ -96,8 +93,7 @@ impl Console for Chip {
 /// The image's bytes in flash: code and read-only data up to where .data's initial values are
 /// stored, and those.
 fn code_bytes() -> u64 {
-    (addr_of!(_sidata) as usize - addr_of!(_image_start) as usize + addr_of!(_edata) as usize
-        - addr_of!(_sdata) as usize) as u64
+    fwcore::linked::code_bytes(addr_of!(_image_start) as usize)
 }
 
 fn chip() -> Chip {

@@ -41,14 +41,7 @@ static IMAGE_DEF: [u32; 5] = [0xFFFF_DED3, 0x1021_0142, 0x0000_01FF, 0, 0xAB12_3
 /// after the statics and the stack's reserve (the link fails if it does not fit).
 const ARENA_BYTES: usize = CHIP.arena_bytes;
 
-start::vector_table!(reset);
-
-/// Entry after reset: RAM set up, FPU on (RP2350), stack painted, then the firmware.
-#[no_mangle]
-unsafe extern "C" fn reset() -> ! {
-    start::init();
-    main()
-}
+start::entry!(main);
 
 /// The chip as the firmware's console.
 struct Rp {

@@ -30,14 +30,7 @@ use chip::CHIP;
 /// does not fit).
 const ARENA_BYTES: usize = CHIP.arena_bytes;
 
-start::vector_table!(reset);
-
-/// Entry after reset: RAM set up, FPU on, stack painted, then the firmware.
-#[no_mangle]
-unsafe extern "C" fn reset() -> ! {
-    start::init();
-    main()
-}
+start::entry!(main);
 
 /// The chip as the firmware's console: its USART, identity and memories, temperature sensor.
 struct Stm32 {
