@@ -11,8 +11,8 @@ use std::{
 };
 
 use labctl_integration_tests::{
-    bin_dir, board_block, elf_segments, golden, have, have_built, labctl, open_ro, run_ok, text,
-    Line,
+    assert_no_device_not_usage, bin_dir, board_block, elf_segments, golden, have, have_built,
+    have_socat, labctl, open_ro, run_failing, run_ok, text, Line,
 };
 
 fn have_image() -> bool {
@@ -85,12 +85,7 @@ fn chip(line: &Line, model: &Path, platform: &str) -> Child {
 
 #[test]
 fn a_flashed_board_that_fails_faults_alone_and_one_that_comes_back_is_profiled() {
-    if !have_image()
-        || !have(
-            "command -v socat",
-            "socat is not installed (apt-get install socat)",
-        )
-    {
+    if !have_image() || !have_socat() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -190,12 +185,7 @@ fn a_flashed_board_that_fails_faults_alone_and_one_that_comes_back_is_profiled()
 
 #[test]
 fn debians_flashing_tools_run_the_generated_commands_and_find_no_probe() {
-    if !have_image()
-        || !have(
-            "command -v socat",
-            "socat is not installed (apt-get install socat)",
-        )
-    {
+    if !have_image() || !have_socat() {
         return;
     }
     let mut tools = vec![];
@@ -223,12 +213,7 @@ fn debians_flashing_tools_run_the_generated_commands_and_find_no_probe() {
             ),
         )
         .unwrap();
-        let o = labctl()
-            .args(["--lab", lab.to_str().unwrap(), "run", "--tokens", "4"])
-            .output()
-            .unwrap();
-        let (out, err) = text(&o);
-        assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+        run_failing(&lab, &["--tokens", "4"]);
         let c = open_ro(&d.join(format!("{tool}.duckdb")));
         let (status, code, why): (String, String, String) = c
             .query_row("SELECT status, reason_code, error FROM runs", [], |r| {
@@ -241,14 +226,7 @@ fn debians_flashing_tools_run_the_generated_commands_and_find_no_probe() {
             ("error", "platform"),
             "{why}"
         );
-        assert!(why.contains(&format!("{tool} failed")), "{why}");
-        let lower = why.to_ascii_lowercase();
-        assert!(
-            !lower.contains("usage")
-                && !lower.contains("unknown option")
-                && !lower.contains("invalid command"),
-            "the generated command line is one the tool takes: {why}"
-        );
+        assert_no_device_not_usage(tool, &why);
     }
 }
 

@@ -223,3 +223,36 @@ pub fn board_block(
         serial.display()
     )
 }
+
+/// socat, for the tests that link pty pairs ([`Line`]).
+pub fn have_socat() -> bool {
+    have(
+        "command -v socat",
+        "socat is not installed (apt-get install socat)",
+    )
+}
+
+/// `labctl --lab LAB run ARGS…`, which must exit 1 (some board faulted).
+pub fn run_failing(lab: &Path, args: &[&str]) {
+    let o = labctl()
+        .args(["--lab", lab.to_str().unwrap(), "run"])
+        .args(args)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+}
+
+/// A vendor tool ran the command line labctl generated and failed for want of a device, in its
+/// own words — not because the command line was wrong.
+pub fn assert_no_device_not_usage(tool: &str, why: &str) {
+    assert!(why.contains(&format!("{tool} failed")), "{why}");
+    let lower = why.to_ascii_lowercase();
+    assert!(
+        !lower.contains("usage")
+            && !lower.contains("unknown option")
+            && !lower.contains("invalid command")
+            && !lower.contains("couldn't open"),
+        "the generated command line is one {tool} takes: {why}"
+    );
+}
