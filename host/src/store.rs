@@ -3,11 +3,17 @@
 //!
 //! One process writes at a time and holds the file only while it records; it leaves a small
 //! `<db>.writer.json` beside the file saying who holds it, so that a second process that finds the
-//! file locked can say which process and what it is doing.
+//! file locked can say which process and what it is doing. A holder file found by the next
+//! writer is one that died without closing: what it left `running` is marked `aborted` then.
+//! A run's start is committed before its board is prompted ([`COMMITS`]).
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
-    sync::mpsc::{self, Receiver},
+    sync::{
+        mpsc::{self, Receiver},
+        Arc, Condvar, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -357,6 +363,12 @@ impl Store {
             path: path.to_path_buf(),
         };
         store.migrate(target)?;
+        // We hold the only write lock: a holder file still there is a writer that died without
+        // closing (kill -9, power loss), and what it left `running` was cut off there.
+        let stale = std::fs::read_to_string(holder_path(path))
+            .ok()
+            .and_then(|s| serde_json::from_str::<Holder>(&s).ok());
+        store.close_orphans(stale.as_ref())?;
         let holder = Holder {
             pid: std::process::id(),
             activity: activity.to_string(),
@@ -366,6 +378,39 @@ impl Store {
             let _ = std::fs::write(holder_path(path), s);
         }
         Ok(store)
+    }
+
+    /// Marks the runs and sensing sessions a dead writer left `running` as `aborted`
+    /// (`host-crashed`), naming its pid where its holder file says it.
+    fn close_orphans(&self, stale: Option<&Holder>) -> Result<(), StoreError> {
+        let why = match stale {
+            Some(h) => format!(
+                "labctl stopped without closing the run (pid {}, {})",
+                h.pid, h.activity
+            ),
+            None => "labctl stopped without closing the run (pid unknown)".to_string(),
+        };
+        let err = self.db_err();
+        let runs = self
+            .conn
+            .execute(
+                "UPDATE runs SET status = 'aborted', reason_code = 'host-crashed', error = ?, \
+                 finished_at = coalesce(finished_at, current_timestamp) WHERE status = 'running'",
+                params![why],
+            )
+            .map_err(&err)?;
+        let sessions = self
+            .conn
+            .execute(
+                "UPDATE sense_sessions SET status = 'aborted', error = ?, \
+                 finished_at = coalesce(finished_at, current_timestamp) WHERE status = 'running'",
+                params![why],
+            )
+            .map_err(&err)?;
+        if runs + sessions > 0 {
+            tracing::warn!(runs, sessions, "{why}: marked aborted");
+        }
+        Ok(())
     }
 
     /// Writes one record at once (outside the ingest stream: before or after it).
@@ -602,6 +647,46 @@ impl From<Vec<SampleRow>> for Rec {
     }
 }
 
+/// The runs whose `running` row the writer has committed: a board prompts only once its run's
+/// start is in the database, so that a crash of labctl mid-run always leaves the run's row.
+pub struct Commits {
+    set: Mutex<BTreeSet<Arc<str>>>,
+    cv: Condvar,
+}
+
+/// The process's writer tells [`COMMITS`] (one writer per database, one database per process).
+pub static COMMITS: Commits = Commits {
+    set: Mutex::new(BTreeSet::new()),
+    cv: Condvar::new(),
+};
+
+impl Commits {
+    fn mark(&self, run_id: &Arc<str>) {
+        if let Ok(mut s) = self.set.lock() {
+            s.insert(run_id.clone());
+        }
+        self.cv.notify_all();
+    }
+
+    fn forget(&self, run_id: &str) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(run_id);
+        }
+    }
+
+    /// Waits until `run_id`'s start is committed; false after `timeout` (the writer is stuck:
+    /// the run goes ahead and the writer's error is reported by it).
+    pub fn wait(&self, run_id: &str, timeout: Duration) -> bool {
+        let Ok(guard) = self.set.lock() else {
+            return false;
+        };
+        self.cv
+            .wait_timeout_while(guard, timeout, |s| !s.contains(run_id))
+            .map(|(_, t)| !t.timed_out())
+            .unwrap_or(false)
+    }
+}
+
 /// What [`ingest`] stored.
 #[derive(Debug, Default, Clone)]
 pub struct Ingested {
@@ -663,6 +748,12 @@ pub fn ingest<M: Into<Rec>>(
                     if let Err(e) = write_record(&store.conn, r) {
                         tracing::error!(error = %e, "storing a run record failed");
                         done.exec_errors.push(e.to_string());
+                    }
+                    // Told even when the statement failed: the board must not wait forever.
+                    match &**r {
+                        Record::Start(v) => COMMITS.mark(&v.run_id),
+                        Record::End(e) => COMMITS.forget(&e.run_id),
+                        _ => {}
                     }
                     on_rec(None);
                 } else {

@@ -33,6 +33,10 @@ use crate::{
 use super::*;
 
 /// Everything a board thread needs.
+/// How long a board waits for the writer to commit its run's start before prompting anyway (the
+/// writer commits within milliseconds; longer means it is stuck, and says so).
+const START_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
 pub(super) struct BoardJob<'a> {
     pub(super) board: Board,
     pub(super) profile: Profile,
@@ -447,6 +451,12 @@ impl BoardJob<'_> {
                     if warm { "warm-up" } else { "running" },
                     run_id.as_deref(),
                 );
+                // The run's `running` row is in the database before the board is prompted.
+                if let Some(id) = &run_id {
+                    if !crate::store::COMMITS.wait(id, START_COMMIT_WAIT) {
+                        tracing::warn!(run = %id, "the run's start was not committed in time");
+                    }
+                }
                 let res = self.one_run(&mut link, &mut session, m, run_id.clone(), window, &label);
                 if let Some(id) = &run_id {
                     // Back to ready after a run, or off with the run's reason when it ended the
