@@ -368,7 +368,10 @@ impl Store {
         let stale = std::fs::read_to_string(holder_path(path))
             .ok()
             .and_then(|s| serde_json::from_str::<Holder>(&s).ok());
-        store.close_orphans(stale.as_ref())?;
+        // (Files kept at an older schema for tests have none of the columns it sets.)
+        if target == SCHEMA_VERSION {
+            store.close_orphans(stale.as_ref())?;
+        }
         let holder = Holder {
             pid: std::process::id(),
             activity: activity.to_string(),
