@@ -14,7 +14,7 @@ use std::{
 };
 
 use duckdb::{AccessMode, Config, Connection};
-use labctl_integration_tests::{labctl, text, virtual_lab};
+use labctl_integration_tests::{labctl, run_ok, text, virtual_lab};
 use serde_json::Value;
 
 fn have(program: &str) -> bool {
@@ -501,6 +501,19 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
     let Some((dir, lab, broker)) = lab_on_mosquitto() else {
         return;
     };
+    // A model file of the lab's own, in its models directory: the only files a job may name.
+    let mine = dir.path().join("models/mine.ltlm");
+    run_ok(&[
+        "model",
+        "gen",
+        "--preset",
+        "stories260k",
+        "--quant",
+        "q4_0",
+        "-o",
+        mine.to_str().unwrap(),
+    ]);
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("models/passwd.ltlm")).unwrap();
     let sub = Sub::start(broker.port);
     let mut serve = Reaped(
         labctl()
@@ -525,6 +538,10 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // "online" means subscribed: jobs sent from now on are taken.
+    let long_prompt = format!(r#"{{"prompt": "{}"}}"#, "x".repeat(300)).into_bytes();
+    let many_boards =
+        format!(r#"{{"boards": [{}]}}"#, vec![r#""pico""#; 65].join(",")).into_bytes();
+    let huge = format!(r#"{{"prompt": "a", "pad": "{}"}}"#, " ".repeat(70_000)).into_bytes();
     let bad: Vec<&[u8]> = vec![
         b"",
         b"\xff\xfe\xfd",
@@ -538,6 +555,14 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
         br#"{"models": ["nosuchpreset:q4_0"]}"#,
         br#"{"boards": "pico"}"#,
         br#"{"tokens": 5000}"#,
+        // Hostile: files outside the models directory, devices, links out of it, huge input.
+        br#"{"models": ["/etc/shadow"]}"#,
+        br#"{"models": ["/dev/zero"]}"#,
+        br#"{"models": ["../lab.duckdb"]}"#,
+        br#"{"models": ["passwd.ltlm"]}"#,
+        &long_prompt,
+        &many_boards,
+        &huge,
     ];
     for (i, p) in bad.iter().enumerate() {
         publish(broker.port, &format!("{prefix}/jobs/bad{i}"), p);
@@ -545,7 +570,7 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
     publish(
         broker.port,
         &format!("{prefix}/jobs/good1"),
-        br#"{"boards": ["pico"], "tokens": 16, "repeat": 2}"#,
+        br#"{"boards": ["pico"], "models": ["mine.ltlm"], "tokens": 16, "repeat": 2}"#,
     );
     let replies = |id: &str| -> Vec<Value> {
         sub.messages()
@@ -567,7 +592,13 @@ fn serve_rejects_malformed_jobs_and_runs_the_next_good_one() {
         let r = replies(&format!("bad{i}"));
         assert_eq!(r.len(), 1, "bad{i}: {r:?}");
         assert_eq!(r[0]["status"], "rejected", "bad{i}: {r:?}");
-        assert!(!r[0]["error"].as_str().unwrap().is_empty());
+        let why = r[0]["error"].as_str().unwrap();
+        assert!(!why.is_empty());
+        // Nothing about files outside the models directory leaks into a reply.
+        assert!(
+            !why.contains("magic") && !why.contains("root:") && !why.contains("permission"),
+            "bad{i}: {why}"
+        );
     }
     let done = replies("good1")
         .into_iter()

@@ -158,8 +158,10 @@ pub fn handle(
 ) {
     let id = topic.rsplit('/').next().unwrap_or("");
     let result = (|| -> Result<Value, String> {
+        // The same limits as jobs: a request from the network is sized before it is read.
+        let v = crate::serve::job::check_shape(payload)?;
         let req: ControlRequest =
-            serde_json::from_slice(payload).map_err(|e| format!("not a request: {e}"))?;
+            serde_json::from_value(v).map_err(|e| format!("not a request: {e}"))?;
         let rt = crate::rig::Runtime::open(lab_path).map_err(|e| format!("{e:#}"))?;
         let busy = busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match req {

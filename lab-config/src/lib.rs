@@ -90,6 +90,9 @@ pub struct Lab {
     pub plugin_dirs: Option<Vec<PathBuf>>,
     /// The DuckDB results database.
     pub storage_path: PathBuf,
+    /// Model files: generated presets, and the only files jobs from the network may name
+    /// (`[storage] models`; default `models/` beside the database).
+    pub models_dir: PathBuf,
     pub buses: Vec<Bus>,
     pub relays: Vec<Relay>,
     pub sensors: Vec<Sensor>,

@@ -27,6 +27,7 @@ pub struct RawLab {
 #[serde(deny_unknown_fields)]
 pub struct RawStorage {
     pub path: Option<S<String>>,
+    pub models: Option<S<String>>,
 }
 
 #[derive(Deserialize)]

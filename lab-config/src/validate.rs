@@ -776,6 +776,17 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         .and_then(|s| s.path.as_ref())
         .map(|p| resolve(&dir, p.get_ref()))
         .unwrap_or_else(|| dir.join(DEFAULT_DB));
+    let models_dir = raw
+        .storage
+        .as_ref()
+        .and_then(|s| s.models.as_ref())
+        .map(|p| resolve(&dir, p.get_ref()))
+        .unwrap_or_else(|| {
+            storage_path
+                .parent()
+                .map(|d| d.join("models"))
+                .unwrap_or_else(|| PathBuf::from("models"))
+        });
 
     if !cx.errors.is_empty() {
         cx.errors.sort_by_key(|e| (e.loc.line, e.loc.col));
@@ -787,6 +798,7 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
         dir,
         plugin_dirs,
         storage_path,
+        models_dir,
         buses,
         relays,
         sensors,

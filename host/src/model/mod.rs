@@ -177,7 +177,7 @@ impl ModelFile {
     }
 }
 
-fn parse_quant(s: &str) -> Result<Quant, BadInput> {
+pub fn parse_quant(s: &str) -> Result<Quant, BadInput> {
     Quant::from_name(s).ok_or_else(|| {
         BadInput(format!(
             "unknown quantization {s:?} (one of: {})",
@@ -212,12 +212,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// A run's `--model`: an existing file, or `PRESET[:QUANT]` generated once into `cache` and
 /// reused (QUANT defaults to q8_0).
-/// Where generated preset models are kept: `models/` beside the database.
+/// Where generated preset models are kept: the lab's models directory (`[storage] models`,
+/// default `models/` beside the database).
 pub fn cache_dir(lab: &lab_config::Lab) -> PathBuf {
-    lab.storage_path
-        .parent()
-        .map(|d| d.join("models"))
-        .unwrap_or_else(|| PathBuf::from("models"))
+    lab.models_dir.clone()
 }
 
 /// The file a `--model` names, without generating a preset that is not there yet (dry runs).

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use serde::Deserialize;
+pub mod job;
 
 use crate::{
     control,
@@ -23,88 +23,8 @@ use crate::{
     lab,
     mqtt::{JobStatusMsg, Publisher},
     run,
-    run::RunArgs,
     shutdown::stop_flag,
 };
-
-/// A job: the fields mirror `labctl run`'s flags (docs/mqtt.md has the schema).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Job {
-    #[serde(default)]
-    boards: Vec<String>,
-    #[serde(default)]
-    models: Vec<String>,
-    prompt: Option<String>,
-    #[serde(default)]
-    prompt_ids: Vec<u32>,
-    #[serde(default)]
-    stop_at_eos: bool,
-    tokens: Option<u32>,
-    repeat: Option<u32>,
-    warmup: Option<u32>,
-    #[serde(default)]
-    validate: bool,
-}
-
-/// Limits a job must respect (a job is a request from the network, not a trusted flag).
-const MAX_TOKENS: u32 = 4096;
-const MAX_REPEAT: u32 = 1000;
-const MAX_WARMUP: u32 = 100;
-const MAX_PROMPT_BYTES: usize = 4096;
-
-/// Turns a payload into `labctl run` arguments, or says what is wrong with it.
-fn parse_job(payload: &[u8]) -> Result<RunArgs, String> {
-    if payload.is_empty() {
-        return Err("empty payload: a job is a JSON object (see docs/mqtt.md)".into());
-    }
-    let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8 text".to_string())?;
-    let job: Job = serde_json::from_str(text).map_err(|e| format!("not a valid job: {e}"))?;
-    let defaults = <RunArgs as clap::FromArgMatches>::from_arg_matches(
-        &<crate::run::RunArgs as clap::Args>::augment_args(clap::Command::new("job"))
-            .get_matches_from(["job"]),
-    )
-    .map_err(|e| e.to_string())?;
-    let tokens = job.tokens.unwrap_or(defaults.tokens);
-    let repeat = job.repeat.unwrap_or(defaults.repeat);
-    let warmup = job.warmup.unwrap_or(defaults.warmup);
-    if !(1..=MAX_TOKENS).contains(&tokens) {
-        return Err(format!("tokens must be 1..={MAX_TOKENS}, got {tokens}"));
-    }
-    if !(1..=MAX_REPEAT).contains(&repeat) {
-        return Err(format!("repeat must be 1..={MAX_REPEAT}, got {repeat}"));
-    }
-    if warmup > MAX_WARMUP {
-        return Err(format!("warmup must be 0..={MAX_WARMUP}, got {warmup}"));
-    }
-    let prompt = job.prompt.unwrap_or(defaults.prompt);
-    if prompt.is_empty() || prompt.len() > MAX_PROMPT_BYTES {
-        return Err(format!("prompt must be 1..={MAX_PROMPT_BYTES} bytes"));
-    }
-    if job.prompt_ids.len() > fwcore::fw::MAX_PROMPT {
-        return Err(format!(
-            "prompt_ids holds {} ids; the firmware takes at most {}",
-            job.prompt_ids.len(),
-            fwcore::fw::MAX_PROMPT
-        ));
-    }
-    if job.boards.iter().chain(&job.models).any(|s| s.is_empty()) {
-        return Err("board and model names must not be empty".into());
-    }
-    Ok(RunArgs {
-        boards: job.boards,
-        models: job.models,
-        prompt,
-        prompt_ids: job.prompt_ids,
-        stop_at_eos: job.stop_at_eos,
-        tokens,
-        repeat,
-        warmup,
-        validate: job.validate,
-        json: false,
-        ..defaults
-    })
-}
 
 /// `labctl serve`
 /// Why a queued job did not run.
@@ -141,6 +61,15 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
     // job runs. Jobs are checked there too (a bad one is rejected at once) and, when good,
     // acknowledged as `queued` with how many are ahead; the main loop runs them one at a time.
     let busy: control::Busy = Default::default();
+    let limits = job::Limits {
+        models_dir: lab.models_dir.clone(),
+        max_model_bytes: crate::plugins::Plugins::load(lab.plugin_dirs.as_deref())
+            .loaded
+            .iter()
+            .flat_map(|p| p.profiles.iter().map(|pr| pr.flash_bytes()))
+            .max()
+            .unwrap_or(0),
+    };
     let waiting = Arc::new(AtomicUsize::new(0));
     // Taken while a job is acknowledged and queued, and while the queue is closed at shutdown, so
     // that no job is acknowledged as `queued` and then silently dropped.
@@ -159,7 +88,7 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
                         continue;
                     }
                     let id = topic.rsplit('/').next().unwrap_or("").to_string();
-                    let Some(plan) = accept(&path, &mqtt, &id, &payload) else {
+                    let Some(plan) = accept(&path, &limits, &mqtt, &id, &payload) else {
                         continue;
                     };
                     let closed = closing.lock().unwrap_or_else(|p| p.into_inner());
@@ -216,7 +145,13 @@ pub fn cmd_serve(lab_path: &Path) -> anyhow::Result<()> {
 
 /// Checks a job as `labctl run` checks its arguments, before any board is powered: the plan to
 /// run, or None after a `rejected` reply.
-fn accept(lab_path: &Path, mqtt: &Arc<Publisher>, id: &str, payload: &[u8]) -> Option<run::Plan> {
+fn accept(
+    lab_path: &Path,
+    limits: &job::Limits,
+    mqtt: &Arc<Publisher>,
+    id: &str,
+    payload: &[u8],
+) -> Option<run::Plan> {
     let reject = |why: String| {
         eprintln!("job {id}: rejected: {why}");
         mqtt.job_status(&JobStatusMsg {
@@ -226,7 +161,7 @@ fn accept(lab_path: &Path, mqtt: &Arc<Publisher>, id: &str, payload: &[u8]) -> O
             ..Default::default()
         });
     };
-    let args = match parse_job(payload) {
+    let args = match job::parse(payload, limits) {
         Ok(a) => a,
         Err(why) => {
             reject(why);
@@ -297,44 +232,6 @@ fn run_job(
                 error: Some(why),
                 ..Default::default()
             });
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn job_payloads_are_checked() {
-        let ok = parse_job(br#"{"boards": ["pico"], "tokens": 8, "repeat": 2}"#).unwrap();
-        assert_eq!((ok.tokens, ok.repeat, ok.boards.len()), (8, 2, 1));
-        let defaults = parse_job(b"{}").unwrap();
-        assert_eq!(defaults.tokens, 32);
-        assert!(defaults.prompt_ids.is_empty() && !defaults.stop_at_eos);
-        let ids = parse_job(br#"{"prompt_ids": [1, 300, 301], "stop_at_eos": true}"#).unwrap();
-        assert_eq!((ids.prompt_ids, ids.stop_at_eos), (vec![1, 300, 301], true));
-        let many = format!(r#"{{"prompt_ids": [{}]}}"#, vec!["7"; 1025].join(","));
-        assert!(parse_job(many.as_bytes())
-            .unwrap_err()
-            .contains("at most 1024"));
-        for bad in [
-            &b""[..],
-            b"\xff\xfe",
-            b"not json",
-            b"[1,2]",
-            br#"{"tokens": 0}"#,
-            br#"{"tokens": -3}"#,
-            br#"{"repeat": 100000}"#,
-            br#"{"warmup": 101}"#,
-            br#"{"prompt": ""}"#,
-            br#"{"colour": "red"}"#,
-            br#"{"boards": "pico"}"#,
-            br#"{"boards": [""]}"#,
-            br#"{"prompt_ids": [-1]}"#,
-            br#"{"prompt_ids": "1,2"}"#,
-        ] {
-            assert!(parse_job(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 }
