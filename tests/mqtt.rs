@@ -827,3 +827,319 @@ fn sense_publishes_every_stored_sample() {
     assert!(stored > 1000, "{stored}"); // 6000 expected; fewer when the machine is loaded
     assert_eq!(received as i64, stored, "every stored sample was published");
 }
+
+/// Whether `haystack` holds `needle` anywhere (bytes: logs, JSON, the database file).
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// `mosquitto_sub` for one message on `topic` within `secs`, with `login` (user, password).
+fn sub_once(
+    port: u16,
+    topic: &str,
+    login: Option<(&str, &str)>,
+    secs: u32,
+) -> std::process::Output {
+    let mut c = Command::new("mosquitto_sub");
+    c.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic])
+        .args(["-C", "1", "-W", &secs.to_string()]);
+    if let Some((u, p)) = login {
+        c.args(["-u", u, "-P", p]);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn the_embedded_broker_takes_only_the_labs_login_and_the_password_leaks_nowhere() {
+    if !have("mosquitto_sub") {
+        return;
+    }
+    const CANARY: &str = "canary-pw-5b1e0c97d2";
+    let (dir, lab) = virtual_lab();
+    let port = free_port();
+    add_mqtt(
+        &lab,
+        &format!(
+            "mode = \"embedded\"\nlisten = \"127.0.0.1:{port}\"\nusername = \"bench\"\npassword_env = \"LABCTL_TEST_MQTT_PASSWORD\"\n"
+        ),
+    );
+    // The daemon's output goes to files (a pipe nobody reads would stall it at debug level).
+    let log = dir.path().join("serve.log");
+    let mut serve = Reaped(
+        labctl()
+            .args(["--lab", lab.to_str().unwrap(), "serve"])
+            .env("LABCTL_TEST_MQTT_PASSWORD", CANARY)
+            .env("LABCTL_LOG", "debug")
+            .stdout(std::fs::File::create(dir.path().join("serve.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let status = "labctl/virtual-lab/status";
+    // The lab's login gets the daemon's retained status; none, or a wrong password, is refused.
+    let t = Instant::now();
+    loop {
+        let o = sub_once(port, status, Some(("bench", CANARY)), 5);
+        if String::from_utf8_lossy(&o.stdout).contains("online") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{o:?}");
+    }
+    for login in [None, Some(("bench", "wrong")), Some(("intruder", CANARY))] {
+        // A refused client ends at once or at the timeout; either way it reads nothing.
+        let o = sub_once(port, status, login, 1);
+        assert!(!o.status.success(), "{login:?} was let in: {o:?}");
+        assert!(o.stdout.is_empty(), "{login:?} read {:?}", o.stdout);
+    }
+    // A job over the authenticated connection runs and is stored.
+    let job = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-u", "bench", "-P", CANARY])
+        .args(["-t", "labctl/virtual-lab/jobs/j1"])
+        .args(["-m", r#"{"boards": ["pico"], "tokens": 8}"#])
+        .status()
+        .unwrap();
+    assert!(job.success());
+    let t = Instant::now();
+    loop {
+        let o = sub_once(
+            port,
+            "labctl/virtual-lab/jobs/j1/status",
+            Some(("bench", CANARY)),
+            5,
+        );
+        if String::from_utf8_lossy(&o.stdout).contains("\"done\"") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{o:?}");
+    }
+    signal_term(&serve.0);
+    let out = std::mem::replace(&mut serve.0, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    // The scan: serve's logs (at debug level), the database and everything beside it hold no
+    // password; and the scan does find one where it is planted.
+    let mut scanned = vec![out.stdout, out.stderr];
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        if e.path().is_file() {
+            scanned.push(std::fs::read(e.path()).unwrap());
+        }
+    }
+    for (i, bytes) in scanned.iter().enumerate() {
+        assert!(!holds(bytes, CANARY), "the password leaked into item {i}");
+    }
+    assert!(holds(format!("x{CANARY}y").as_bytes(), CANARY));
+}
+
+fn signal_term(child: &Child) {
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// `mosquitto_pub` of one message over TLS with a login; its exit status.
+fn pub_tls(d: &Path, port: u16, login: (&str, &str), topic: &str, msg: &str) -> bool {
+    Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--cafile",
+            "ca.pem",
+        ])
+        .args([
+            "-u", login.0, "-P", login.1, "-q", "1", "-t", topic, "-m", msg,
+        ])
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The Mosquitto setup docs/mqtt.md documents: TLS, a password file, and an ACL that confines
+/// each lab's login to its own prefix. labctl publishes with its login; a client without one is
+/// refused; what the lab's login publishes outside its prefix never reaches anyone; and the
+/// password is in none of labctl's output or files.
+#[test]
+fn the_documented_mosquitto_lockdown_confines_a_lab_to_its_prefix() {
+    let (dir, lab) = virtual_lab();
+    let d = dir.path();
+    if !have("mosquitto") || !have("mosquitto_passwd") || !make_certs(d) {
+        return;
+    }
+    const CANARY: &str = "canary-lab-pw-93c1f0a4";
+    let port = free_port();
+    let passwd = d.join("passwd");
+    for (i, (user, pw)) in [("virtual-lab", CANARY), ("watcher", "watcher-pw")]
+        .iter()
+        .enumerate()
+    {
+        let mut c = Command::new("mosquitto_passwd");
+        if i == 0 {
+            c.arg("-c");
+        }
+        assert!(c
+            .arg("-b")
+            .arg(&passwd)
+            .args([user, pw])
+            .status()
+            .unwrap()
+            .success());
+    }
+    std::fs::write(
+        d.join("acl"),
+        "user virtual-lab\ntopic readwrite labctl/virtual-lab/#\n\nuser watcher\ntopic read labctl/#\n",
+    )
+    .unwrap();
+    let conf = d.join("mosquitto-locked.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {0}/passwd\nacl_file {0}/acl\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\nuser root\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let _broker = Reaped(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    // The watcher reads everything under labctl/ until it sees the marker published last.
+    let watcher = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--cafile",
+            "ca.pem",
+        ])
+        .args(["-u", "watcher", "-P", "watcher-pw", "-t", "labctl/#", "-v"])
+        .args(["-W", "30"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut watcher = Reaped(watcher);
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let lines = lines.clone();
+        let out = watcher.0.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(l);
+            }
+        });
+    }
+    // Subscribed once a probe inside the prefix arrives.
+    let t = Instant::now();
+    while !lines.lock().unwrap().iter().any(|l| l.contains("probe")) {
+        assert!(pub_tls(
+            d,
+            port,
+            ("virtual-lab", CANARY),
+            "labctl/virtual-lab/probe",
+            "probe"
+        ));
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the watcher never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // No login: refused.
+    let anon = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--cafile",
+            "ca.pem",
+        ])
+        .args(["-t", "labctl/#", "-C", "1", "-W", "3"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!anon.status.success() && anon.stdout.is_empty(), "{anon:?}");
+    // labctl with the lab's login (its password from a file) publishes under its prefix.
+    std::fs::write(d.join("mqtt.pw"), format!("{CANARY}\n")).unwrap();
+    add_mqtt(
+        &lab,
+        &format!("mode = \"external\"\nurl = \"mqtts://127.0.0.1:{port}\"\nca = \"ca.pem\"\nusername = \"virtual-lab\"\npassword_file = \"mqtt.pw\"\n"),
+    );
+    let o = labctl()
+        .args([
+            "--lab",
+            lab.to_str().unwrap(),
+            "run",
+            "--boards",
+            "pico",
+            "--tokens",
+            "8",
+        ])
+        .env("LABCTL_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    // Outside the prefix: accepted by the broker's protocol, delivered to nobody. The marker
+    // after it shows the watcher had every chance to see it.
+    assert!(pub_tls(
+        d,
+        port,
+        ("virtual-lab", CANARY),
+        "labctl/other-lab/jobs/x",
+        "intrusion"
+    ));
+    assert!(pub_tls(
+        d,
+        port,
+        ("virtual-lab", CANARY),
+        "labctl/virtual-lab/marker",
+        "end"
+    ));
+    let t = Instant::now();
+    while !lines.lock().unwrap().iter().any(|l| l.contains("marker")) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the marker never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = lines.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|l| l.contains("/summary")),
+        "labctl's run summary arrived: {seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("other-lab") || l.contains("intrusion")),
+        "{seen:?}"
+    );
+    // The password is in none of labctl's output or the lab's files but the one it is read from.
+    let (out, err) = text(&o);
+    assert!(!out.contains(CANARY) && !err.contains(CANARY));
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let p = e.path();
+        if p.is_file()
+            && p.file_name()
+                .is_some_and(|n| n != "mqtt.pw" && n != "passwd")
+        {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(!holds(&bytes, CANARY), "{} holds the password", p.display());
+        }
+    }
+}

@@ -144,8 +144,9 @@ fn url_host_port(url: &str) -> Option<(String, u16, bool)> {
 
 /// Starts an embedded rumqttd on `listen` for this process's lifetime: `Ok(true)`. Nothing is
 /// started when a broker already listens there (it is used instead): `Ok(false)`. Errors say
-/// plainly why not.
-fn embedded_broker(listen: SocketAddr) -> Result<bool, String> {
+/// plainly why not. With `login` (the lab's `username` and password) the broker takes only
+/// clients that give them.
+fn embedded_broker(listen: SocketAddr, login: Option<(&str, &str)>) -> Result<bool, String> {
     if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
         return Ok(false);
     }
@@ -173,8 +174,14 @@ max_inflight_count = 500
 dynamic_filters = true
 "#
     );
-    let config: rumqttd::Config =
+    let mut config: rumqttd::Config =
         toml::from_str(&cfg).map_err(|e| format!("embedded broker config: {e}"))?;
+    if let Some((user, pass)) = login {
+        // Set on the parsed config, never written into text: the password is in no file or log.
+        for server in config.v4.iter_mut().flat_map(|v| v.values_mut()) {
+            server.connections.auth = Some([(user.to_string(), pass.to_string())].into());
+        }
+    }
     let mut broker = rumqttd::Broker::new(config);
     std::thread::Builder::new()
         .name("mqtt-broker".into())
@@ -301,7 +308,9 @@ impl Publisher {
         let mut hosts_broker = false;
         let (host, port, describe) = match &m.mode {
             MqttMode::Embedded { listen } => {
-                hosts_broker = embedded_broker(*listen)?;
+                let pass = password(lab)?;
+                let login = m.username.as_deref().zip(pass.as_deref());
+                hosts_broker = embedded_broker(*listen, login)?;
                 let what = if hosts_broker {
                     "embedded broker"
                 } else {
