@@ -22,6 +22,46 @@ pub struct BoardRow {
     reading: Option<Reading>,
     usb: String,
     simulated: bool,
+    /// Out of service after a hang nothing cured: why, and how to release it.
+    #[serde(default)]
+    quarantined: Option<String>,
+    /// Of the board's last (up to) 20 finished runs, how many were `failed` or `error`.
+    #[serde(default)]
+    flakiness: Option<Flakiness>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+struct Flakiness {
+    runs: i64,
+    not_ok: i64,
+    rate: f64,
+}
+
+/// Each board's flakiness from the results database (none when it cannot be read now: a run
+/// holds it, or there is none yet).
+fn flakiness(rt: &Runtime) -> std::collections::HashMap<String, Flakiness> {
+    let Ok(c) = crate::results::open_read_only(&rt.lab.storage_path, false) else {
+        return Default::default();
+    };
+    let q = "SELECT board, count(*), count(*) FILTER (WHERE status IN ('failed', 'error')) FROM \
+             (SELECT board, status, row_number() OVER (PARTITION BY board ORDER BY started_at DESC) AS n \
+              FROM runs WHERE status <> 'running') WHERE n <= 20 GROUP BY board";
+    let Ok(mut st) = c.prepare(q) else {
+        return Default::default();
+    };
+    st.query_map([], |r| {
+        let (runs, not_ok): (i64, i64) = (r.get(1)?, r.get(2)?);
+        Ok((
+            r.get::<_, String>(0)?,
+            Flakiness {
+                runs,
+                not_ok,
+                rate: not_ok as f64 / runs.max(1) as f64,
+            },
+        ))
+    })
+    .map(|rows| rows.filter_map(Result::ok).collect())
+    .unwrap_or_default()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,6 +90,7 @@ pub fn collect(rt: &Runtime, busy: &std::collections::HashMap<String, String>) -
     let state = relay::read_state(&rt.lab);
     let mut rig = Rig::new(rt);
     let usb = usb_ids();
+    let flaky = flakiness(rt);
     let mut rows = vec![];
     for b in &rt.lab.boards {
         let profile = rt.plugins.profile(&b.platform, &b.profile);
@@ -135,6 +176,9 @@ pub fn collect(rt: &Runtime, busy: &std::collections::HashMap<String, String>) -
             reading,
             usb: usb_state,
             simulated: sim || profile.as_ref().is_some_and(|p| p.emulated),
+            quarantined: crate::quarantine::of(&rt.lab, &b.name)
+                .map(|q| crate::quarantine::why(&b.name, &q)),
+            flakiness: flaky.get(&b.name).copied(),
         });
     }
     rows
@@ -146,8 +190,8 @@ pub fn print(rows: &[BoardRow], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<18} {:<9} {:<14} {:<30} USB",
-        "BOARD", "PLATFORM/PROFILE", "POWER", "SENSOR", "HEALTH"
+        "{:<16} {:<18} {:<9} {:<14} {:<30} {:<11} USB",
+        "BOARD", "PLATFORM/PROFILE", "POWER", "SENSOR", "HEALTH", "FLAKY"
     );
     for r in rows {
         let health = match &r.reading {
@@ -159,17 +203,25 @@ pub fn print(rows: &[BoardRow], json: bool) -> anyhow::Result<()> {
             ),
             None => r.sensor_health.clone(),
         };
+        let flaky = r
+            .flakiness
+            .map(|f| format!("{}/{} runs", f.not_ok, f.runs))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<16} {:<18} {:<9} {:<14} {:<30} {}",
+            "{:<16} {:<18} {:<9} {:<14} {:<30} {:<11} {}",
             r.board,
             format!("{}/{}", r.platform, r.profile),
             r.power,
             r.sensor.as_deref().unwrap_or("-"),
             health,
+            flaky,
             r.usb
         );
         if let Some(f) = &r.fault {
             println!("  fault: {f}");
+        }
+        if let Some(q) = &r.quarantined {
+            println!("  QUARANTINED: {q}");
         }
     }
     Ok(())

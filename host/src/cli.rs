@@ -80,10 +80,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Configured boards: plugin, relay state, sensor health (a test read), USB presence.
+    /// Configured boards: plugin, relay state, sensor health (a test read), flakiness over
+    /// the last 20 runs, quarantine, USB presence; `boards release BOARD` ends a quarantine.
     Boards {
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<BoardsAction>,
     },
     /// Live readings from power sensors, stored in the results database.
     Sense(SenseArgs),
@@ -197,4 +200,10 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BoardsAction {
+    /// Puts a quarantined board back in service (after you looked at it).
+    Release { board: String },
 }

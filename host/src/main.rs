@@ -16,6 +16,7 @@ mod lab;
 mod model;
 mod mqtt;
 mod plugins;
+mod quarantine;
 mod rails;
 mod records;
 mod relay;
@@ -87,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             off_time,
             json,
         } => cmd::power::cmd(&cli.lab, &board, action, off_time, json),
-        Command::Boards { json } => cmd::boards::cmd(&cli.lab, json),
+        Command::Boards { json, action } => cmd::boards::cmd(&cli.lab, json, action),
         Command::Discover { json } => cmd::discover::cmd(json),
         Command::Flash {
             board,

@@ -165,6 +165,11 @@ pub enum BoardState {
     Booted,
     Ready,
     Running,
+    /// A hung board is being recovered (the event's reason code names the step: `reset`,
+    /// `power-cycle`, `reflash`).
+    Recovering,
+    /// No recovery step brought the board back: out of service until released.
+    Quarantined,
 }
 
 impl BoardState {
@@ -176,6 +181,8 @@ impl BoardState {
             BoardState::Booted => "booted",
             BoardState::Ready => "ready",
             BoardState::Running => "running",
+            BoardState::Recovering => "recovering",
+            BoardState::Quarantined => "quarantined",
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct RelayEntry {
 pub struct StateFile {
     #[serde(default)]
     pub relays: BTreeMap<String, RelayEntry>,
+    /// Boards out of service ([`crate::quarantine`]).
+    #[serde(default)]
+    pub quarantined: BTreeMap<String, crate::quarantine::Quarantine>,
 }
 
 /// The state file, locked (flock) for as long as this value lives.

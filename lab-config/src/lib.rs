@@ -229,6 +229,9 @@ pub struct Board {
     pub console: Option<Console>,
     /// How to reset the board between sessions.
     pub reset: Reset,
+    /// Silence after which the board is hung mid-run (`hang_timeout_s`; the run's token timeout
+    /// when absent): recovery escalates reset → power cycle → reflash → quarantine.
+    pub hang_timeout: Option<std::time::Duration>,
     /// How to reach a single-board computer over SSH (`host`, `user`, `identity`, …).
     pub ssh: Option<Ssh>,
     /// How to flash the board (`flash_tool`, `flash_program`, `probe_serial`), for platforms

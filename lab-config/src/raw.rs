@@ -112,6 +112,7 @@ pub struct RawBoard {
     pub usb_interface: Option<S<u8>>,
     pub baud: Option<S<u32>>,
     pub reset: Option<S<RawReset>>,
+    pub hang_timeout_s: Option<S<f64>>,
     /// A single-board computer reached over SSH.
     pub host: Option<S<String>>,
     pub port: Option<S<u16>>,

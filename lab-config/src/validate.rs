@@ -737,6 +737,19 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                 );
             }
         }
+        let hang_timeout = b.hang_timeout_s.as_ref().and_then(|v| {
+            let s = *v.get_ref();
+            if s.is_finite() && (0.1..=86_400.0).contains(&s) {
+                Some(std::time::Duration::from_secs_f64(s))
+            } else {
+                cx.err(
+                    v,
+                    format!("{f}.hang_timeout_s"),
+                    "a number of seconds from 0.1 to 86400",
+                );
+                None
+            }
+        });
         boards.push(Board {
             name: b.name.get_ref().clone(),
             platform: b.platform.get_ref().clone(),
@@ -752,6 +765,7 @@ pub fn parse(src: &str, file: &Path) -> Result<Lab, ConfigErrors> {
                 Some(RawReset::Rts) => Reset::Rts,
                 Some(RawReset::PowerCycle) => Reset::PowerCycle,
             },
+            hang_timeout,
             field: f,
             loc: cx.loc(b.name.span().start),
             platform_loc: cx.loc(b.platform.span().start),

@@ -32,11 +32,11 @@ use crate::{
 
 use super::*;
 
-/// Everything a board thread needs.
 /// How long a board waits for the writer to commit its run's start before prompting anyway (the
 /// writer commits within milliseconds; longer means it is stuck, and says so).
 const START_COMMIT_WAIT: Duration = Duration::from_secs(10);
 
+/// Everything a board thread needs.
 pub(super) struct BoardJob<'a> {
     pub(super) board: Board,
     pub(super) profile: Profile,
@@ -394,7 +394,8 @@ impl BoardJob<'_> {
                 Fault::error(code, format!("bootstrap: {}", e.message))
             })?;
             self.moved(BoardState::Flashed, None, None);
-            let console = match early {
+            let emulator_console = early.is_none();
+            let mut console = match early {
                 Some(c) => c,
                 None => {
                     let path = session.console_path().into_option().ok_or_else(|| {
@@ -469,6 +470,7 @@ impl BoardJob<'_> {
                 // A run cut short by the board ends the board's session; a `partial` one
                 // (sensor lost) does not: its tokens and timings are still good.
                 let failed = matches!(res.outcome.status, "failed" | "error" | "aborted");
+                let res_code = res.outcome.code;
                 let msg = format!(
                     "{name}: {label} {}{}",
                     res.outcome.status,
@@ -490,7 +492,23 @@ impl BoardJob<'_> {
                 }
                 self.progress.note(&msg);
                 if failed {
-                    break;
+                    // A hung board is brought back if anything can; the failed run stays failed.
+                    let hung = matches!(res_code, Some("token-timeout" | "board-died"));
+                    if !hung || self.stop.load(Ordering::Relaxed) || r + 1 == total_runs {
+                        break;
+                    }
+                    let back = self.recover(
+                        &mut session,
+                        &mut console,
+                        &mut link,
+                        emulator_console.then_some(spec.baud),
+                        m,
+                        res_code.unwrap_or("hang"),
+                    );
+                    if !back {
+                        break;
+                    }
+                    self.last_fault.replace(None);
                 }
             }
             Ok(())

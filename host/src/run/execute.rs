@@ -88,12 +88,18 @@ pub fn execute(
             .position(|c| c.iter().any(|s| s.name == sensor))
     };
     for b in &boards {
-        let fault = rt.board_faults.get(&b.name).cloned();
+        // A quarantined board takes no runs until released; a missing plugin runs nothing.
+        let fault = crate::quarantine::of(&rt.lab, &b.name)
+            .map(|q| ("quarantined", crate::quarantine::why(&b.name, &q)))
+            .or_else(|| rt.board_faults.get(&b.name).map(|f| ("plugin", f.clone())));
         let api = rt.plugins.platform(&b.platform);
         let profile = rt.plugins.profile(&b.platform, &b.profile);
         let (Some(api), Some(profile), None) = (api, profile, fault.clone()) else {
-            let why = fault.unwrap_or_else(|| {
-                format!("platform {:?} has no profile {:?}", b.platform, b.profile)
+            let (code, why) = fault.unwrap_or_else(|| {
+                (
+                    "plugin",
+                    format!("platform {:?} has no profile {:?}", b.platform, b.profile),
+                )
             });
             progress.note(&format!("{}: faulted: {why}", b.name));
             for (i, m) in plans.iter().enumerate() {
@@ -110,7 +116,7 @@ pub fn execute(
                     run_id: id.clone(),
                     status: "error",
                     error: Some(why.clone()),
-                    reason_code: Some("plugin"),
+                    reason_code: Some(code),
                     ..Default::default()
                 }))));
                 early.push(id);

@@ -20,6 +20,7 @@ mod outcome;
 mod plan;
 mod progress;
 mod protocol;
+mod recover;
 mod summary;
 
 use std::{

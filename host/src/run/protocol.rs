@@ -158,6 +158,12 @@ impl BoardJob<'_> {
         })
     }
 
+    /// Silence after which the board is hung mid-run: its `hang_timeout_s`, or the run's token
+    /// timeout.
+    pub(super) fn hang_timeout(&self) -> std::time::Duration {
+        self.board.hang_timeout.unwrap_or(self.args.token_timeout)
+    }
+
     /// One prompt: send it, collect token events until `DONE`.
     pub(super) fn one_run(
         &self,
@@ -226,7 +232,7 @@ impl BoardJob<'_> {
         let stop = || self.stop.load(Ordering::Relaxed);
         let mut alive = || into_reason(session.check());
         while res.outcome.error.is_none() {
-            let deadline = Instant::now() + self.args.token_timeout;
+            let deadline = Instant::now() + self.hang_timeout();
             let f = match link.next(deadline, &mut alive, &stop) {
                 Ok(f) => f,
                 Err(LinkEnd::Timeout) => {
@@ -235,8 +241,8 @@ impl BoardJob<'_> {
                         "failed",
                         "token-timeout",
                         format!(
-                            "no answer from the board for {:.0?}",
-                            self.args.token_timeout
+                            "no answer from the board for {:.1?} (hung)",
+                            self.hang_timeout()
                         ),
                     );
                     break;
