@@ -95,6 +95,15 @@ pub enum Command {
     /// Headless daemon: takes profiling jobs over MQTT (<prefix>/jobs/<job_id>), publishes
     /// status and metrics; hosts the embedded broker when the lab says so. Stop with SIGTERM.
     Serve,
+    /// Checks a results database: every table read through, every sealed run's tokens and
+    /// samples against its manifest's checksums. Exit 1 when something does not match.
+    Verify {
+        /// The database (default: the lab's [storage] path).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Read-only SQL over the results database (anything that writes is refused).
     Query {
         sql: String,

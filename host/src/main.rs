@@ -106,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::cmd_run(&cli.lab, args),
         Command::Serve => serve::cmd_serve(&cli.lab),
         Command::Query { sql, db, format } => results::cmd_query(&cli.lab, db, &sql, &format),
+        Command::Verify { db, json } => cmd::verify::cmd(&cli.lab, db, json),
         Command::Compare {
             recommend: true,
             db,

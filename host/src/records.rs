@@ -71,6 +71,8 @@ pub enum Record {
         board: String,
         points: Vec<(f64, f64, f64)>,
     },
+    /// What ran a run: the files its platform flashed or started, the board, the sensor.
+    Manifest(Box<Manifest>),
     /// A board's bring-up moved to `state` (docs/database.md, `board_events`).
     BoardEvent(BoardEvent),
     /// Live messages of a run that never reached the broker.
@@ -185,6 +187,21 @@ impl BoardState {
             BoardState::Quarantined => "quarantined",
         }
     }
+}
+
+/// A run's manifest (`run_manifests`); its checksums are added when its batch is sealed.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub run_id: Arc<str>,
+    /// The files the platform's bring-up steps name (firmware images, the posix firmware),
+    /// `path` each, `;`-separated; their SHA-256 in the same order.
+    pub firmware: Option<String>,
+    pub firmware_sha256: Option<String>,
+    pub model_sha256: String,
+    /// The board's USB serial number, where the lab file finds its console by it.
+    pub board_serial: Option<String>,
+    /// The board's power sensor: chip, address, channel and shunt.
+    pub sensor: Option<String>,
 }
 
 /// One transition of a board's bring-up.

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 /// The schema this labctl writes. Files at a lower version are migrated on open; files at a
 /// higher version are refused.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. A new file runs all of them, so a fresh
 /// file and a migrated one have the same layout (column order matters to the Appender).
@@ -273,7 +273,50 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN temp_start_c DOUBLE;
     ALTER TABLE runs ADD COLUMN temp_end_c DOUBLE;
     "#,
+    // 6 → 7: each run's manifest (what ran it) and, once its batch ends, checksums over its
+    // tokens and samples (`labctl verify`).
+    r#"
+    CREATE TABLE run_manifests (
+        run_id VARCHAR NOT NULL,
+        labctl_version VARCHAR,
+        toolchain VARCHAR,
+        firmware VARCHAR,
+        firmware_sha256 VARCHAR,
+        model_sha256 VARCHAR,
+        board_serial VARCHAR,
+        sensor VARCHAR,
+        sealed_at TIMESTAMP,
+        tokens BIGINT,
+        tokens_sha256 VARCHAR,
+        samples BIGINT,
+        samples_sha256 VARCHAR
+    );
+    "#,
 ];
+
+/// Each run's tokens as one checksum: every column of every row in a fixed order and format.
+/// `seal` stores it, `labctl verify` recomputes it; `{runs}` selects the runs.
+pub const TOKENS_DIGEST: &str =
+    "SELECT run_id, count(*) AS n, sha256(string_agg(concat_ws(',', idx, phase, t_us, \
+     coalesce(cycles::VARCHAR, ''), token_id, board_us, host_rx_us, coalesce(piece, '')), ';' \
+     ORDER BY phase, idx, t_us)) AS h FROM tokens WHERE run_id IN ({runs}) GROUP BY run_id";
+
+/// The same for a run's power samples.
+pub const SAMPLES_DIGEST: &str = "SELECT run_id, count(*) AS n, sha256(string_agg(concat_ws(',', sensor, t_us, bus_mv, \
+     shunt_uv, current_ma, power_mw), ';' ORDER BY sensor, t_us, bus_mv, shunt_uv, current_ma)) AS h \
+     FROM power_samples WHERE run_id IN ({runs}) GROUP BY run_id";
+
+/// Both checksums of the runs `{runs}` selects: (run_id, tokens, tokens_sha256, samples,
+/// samples_sha256), a run without rows of a kind giving 0 and the checksum of nothing.
+pub fn digests_sql(runs: &str) -> String {
+    format!(
+        "SELECT m.run_id, coalesce(t.n, 0) AS tn, coalesce(t.h, sha256('')) AS th, \
+         coalesce(s.n, 0) AS sn, coalesce(s.h, sha256('')) AS sh FROM run_manifests m \
+         LEFT JOIN ({}) t USING (run_id) LEFT JOIN ({}) s USING (run_id) WHERE m.run_id IN ({runs})",
+        TOKENS_DIGEST.replace("{runs}", runs),
+        SAMPLES_DIGEST.replace("{runs}", runs)
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -414,6 +457,20 @@ impl Store {
             tracing::warn!(runs, sessions, "{why}: marked aborted");
         }
         Ok(())
+    }
+
+    /// Seals the manifests of `batch`'s runs: the checksums of their tokens and samples, once
+    /// everything of the batch is stored.
+    pub fn seal(&self, batch: &str) -> Result<usize, StoreError> {
+        let runs = "SELECT run_id FROM runs WHERE batch_id = ?";
+        let sql = format!(
+            "UPDATE run_manifests SET sealed_at = current_timestamp, tokens = d.tn, tokens_sha256 = d.th, \
+             samples = d.sn, samples_sha256 = d.sh FROM ({}) d WHERE run_manifests.run_id = d.run_id",
+            digests_sql(runs)
+        );
+        self.conn
+            .execute(&sql, params![batch, batch, batch])
+            .map_err(self.db_err())
     }
 
     /// Writes one record at once (outside the ingest stream: before or after it).
@@ -564,6 +621,13 @@ pub fn write_record(c: &Connection, r: &Record) -> duckdb::Result<()> {
             }
             Ok(())
         }
+        Record::Manifest(m) => c
+            .execute(
+                "INSERT INTO run_manifests (run_id, labctl_version, toolchain, firmware, firmware_sha256, model_sha256, board_serial, sensor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params![&*m.run_id, env!("CARGO_PKG_VERSION"), env!("LABCTL_RUSTC_VERSION"), m.firmware,
+                        m.firmware_sha256, m.model_sha256, m.board_serial, m.sensor],
+            )
+            .map(|_| ()),
         Record::Memory {
             run_id,
             static_ram,

@@ -8,3 +8,4 @@ pub mod discover;
 pub mod flash;
 pub mod power;
 pub mod reset;
+pub mod verify;

@@ -22,7 +22,7 @@ use crate::{
     model::{self, ModelFile},
     mqtt::Publisher,
     rails::Rail,
-    records::{BoardEvent, BoardState, Record, RunEnd, RunStart},
+    records::{BoardEvent, BoardState, Manifest, Record, RunEnd, RunStart},
     relay,
     run::RunArgs,
     sample::{sample_loop, Meta},
@@ -285,6 +285,23 @@ impl BoardJob<'_> {
         ids
     }
 
+    /// The board's USB serial number, where its console is found by it.
+    fn board_serial(&self) -> Option<String> {
+        match &self.board.console.as_ref()?.port {
+            lab_config::ConsolePort::Usb { serial, .. } => Some(serial.clone()),
+            lab_config::ConsolePort::Path(_) => None,
+        }
+    }
+
+    /// The board's power sensor as configured: chip, bus, address, channel, shunt.
+    fn sensor_label(&self) -> Option<String> {
+        let s = self.lab.sensor(self.board.sensor.as_deref()?)?;
+        Some(format!(
+            "{} {} on {} at {:#04x} channel {}, shunt {} ohm",
+            s.name, s.chip, s.bus, s.address, s.channel, s.shunt_ohms
+        ))
+    }
+
     pub(super) fn power(&self, on: bool) -> Result<(), Fault> {
         if self.board.relay.is_none() {
             return Ok(());
@@ -381,6 +398,7 @@ impl BoardJob<'_> {
             self.moved(BoardState::Off, None, Some(&f));
             return vec![self.record_failed(m, midx, &f)];
         }
+        let (fw_files, fw_sha) = firmware_files(&session.plan(), &m.file.path);
         self.moved(BoardState::Powered, None, None);
         self.state(true, "booting", None);
         let mut ids = vec![];
@@ -437,6 +455,14 @@ impl BoardJob<'_> {
                 });
                 if let Some(id) = &run_id {
                     self.insert_run(id, m, r - self.args.warmup);
+                    self.rec(Record::Manifest(Box::new(Manifest {
+                        run_id: id.clone(),
+                        firmware: fw_files.clone(),
+                        firmware_sha256: fw_sha.clone(),
+                        model_sha256: m.run_start().model_sha256,
+                        board_serial: self.board_serial(),
+                        sensor: self.sensor_label(),
+                    })));
                     self.rec(Record::Firmware {
                         run_id: id.clone(),
                         firmware_version: fw.clone(),
@@ -631,4 +657,40 @@ impl BoardJob<'_> {
 
 pub(super) fn into_reason(r: ROption<abi_stable::std_types::RString>) -> Option<String> {
     r.into_option().map(|s| s.to_string())
+}
+
+/// The files a board's bring-up steps name besides the model (firmware images, the posix
+/// firmware, an emulator's kernel), each at most 64 MiB, and their SHA-256: what ran the run.
+fn firmware_files(
+    steps: &[labctl_plugin_api::Step],
+    model: &Path,
+) -> (Option<String>, Option<String>) {
+    let mut files: Vec<std::path::PathBuf> = vec![];
+    for st in steps {
+        for arg in &st.argv {
+            // Tools take a path as a word of an argument too (`program FILE verify`).
+            for w in arg.as_str().split([' ', '=', ',']) {
+                let p = Path::new(w);
+                let ok = p.is_absolute()
+                    && p != model
+                    && std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() <= 64 << 20);
+                if ok && !files.iter().any(|f| f == p) {
+                    files.push(p.to_path_buf());
+                }
+            }
+        }
+    }
+    let digests: Vec<String> = files
+        .iter()
+        .map(|f| {
+            std::fs::read(f)
+                .map(|b| model::sha256_hex(&b))
+                .unwrap_or_else(|_| "unreadable".into())
+        })
+        .collect();
+    if files.is_empty() {
+        return (None, None);
+    }
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    (Some(names.join(";")), Some(digests.join(";")))
 }

@@ -314,6 +314,10 @@ pub fn execute(
     for e in &stored.exec_errors {
         eprintln!("warning: a run record could not be stored: {e}");
     }
+    // Everything of the batch is stored: its runs' checksums go into their manifests.
+    if let Err(e) = store.seal(&batch) {
+        eprintln!("warning: the runs' checksums could not be stored: {e}");
+    }
     if args.validate && !stop.load(Ordering::Relaxed) {
         validate_into(&store, &plans, &batch, args.json)?;
     }
