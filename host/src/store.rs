@@ -22,6 +22,10 @@ use duckdb::{params, Connection};
 pub use crate::records::{Record, SampleRow, TokenRow};
 use serde::{Deserialize, Serialize};
 
+/// The writer's DuckDB buffer pool while it ingests, and after ([`Store::after_ingest`]).
+const WRITER_MEMORY: &str = "16MB";
+const AFTER_INGEST_MEMORY: &str = "512MB";
+
 /// The schema this labctl writes. Files at a lower version are migrated on open; files at a
 /// higher version are refused.
 pub const SCHEMA_VERSION: i32 = 7;
@@ -299,22 +303,27 @@ const MIGRATIONS: &[&str] = &[
 pub const TOKENS_DIGEST: &str =
     "SELECT run_id, count(*) AS n, sha256(string_agg(concat_ws(',', idx, phase, t_us, \
      coalesce(cycles::VARCHAR, ''), token_id, board_us, host_rx_us, coalesce(piece, '')), ';' \
-     ORDER BY phase, idx, t_us)) AS h FROM tokens WHERE run_id IN ({runs}) GROUP BY run_id";
+     ORDER BY phase, idx, t_us)) AS h FROM tokens WHERE rowid > {floor} AND run_id IN ({runs}) GROUP BY run_id";
 
 /// The same for a run's power samples.
 pub const SAMPLES_DIGEST: &str = "SELECT run_id, count(*) AS n, sha256(string_agg(concat_ws(',', sensor, t_us, bus_mv, \
      shunt_uv, current_ma, power_mw), ';' ORDER BY sensor, t_us, bus_mv, shunt_uv, current_ma)) AS h \
-     FROM power_samples WHERE run_id IN ({runs}) GROUP BY run_id";
+     FROM power_samples WHERE rowid > {floor} AND run_id IN ({runs}) GROUP BY run_id";
 
 /// Both checksums of the runs `{runs}` selects: (run_id, tokens, tokens_sha256, samples,
-/// samples_sha256), a run without rows of a kind giving 0 and the checksum of nothing.
-pub fn digests_sql(runs: &str) -> String {
+/// samples_sha256), a run without rows of a kind giving 0 and the checksum of nothing. Only rows
+/// after `floors` (the tables' largest rowids before the runs began; -1: all) are read.
+pub fn digests_sql(runs: &str, floors: (i64, i64)) -> String {
     format!(
         "SELECT m.run_id, coalesce(t.n, 0) AS tn, coalesce(t.h, sha256('')) AS th, \
          coalesce(s.n, 0) AS sn, coalesce(s.h, sha256('')) AS sh FROM run_manifests m \
          LEFT JOIN ({}) t USING (run_id) LEFT JOIN ({}) s USING (run_id) WHERE m.run_id IN ({runs})",
-        TOKENS_DIGEST.replace("{runs}", runs),
-        SAMPLES_DIGEST.replace("{runs}", runs)
+        TOKENS_DIGEST
+            .replace("{runs}", runs)
+            .replace("{floor}", &floors.0.to_string()),
+        SAMPLES_DIGEST
+            .replace("{runs}", runs)
+            .replace("{floor}", &floors.1.to_string())
     )
 }
 
@@ -384,8 +393,14 @@ impl Store {
         }
         // The writer only appends and runs small queries: one DuckDB thread is enough, and each
         // worker thread costs memory on a Pi.
+        // A smaller WAL before each checkpoint than DuckDB's 16 MB (the rows appended since the
+        // last checkpoint are held in memory too), and a buffer pool of 16 MB instead of 80 % of
+        // the machine's RAM (DuckDB keeps every block it wrote cached up to its limit): without
+        // them a long run's resident memory grows with the database (tests/soak.rs).
         let conn = duckdb::Config::default()
             .threads(1)
+            .and_then(|cfg| cfg.with("checkpoint_threshold", "4MB"))
+            .and_then(|cfg| cfg.with("memory_limit", WRITER_MEMORY))
             .and_then(|cfg| Connection::open_with_flags(path, cfg))
             .map_err(|e| {
                 let msg = e.to_string();
@@ -459,18 +474,42 @@ impl Store {
         Ok(())
     }
 
+    /// The largest rowids of `tokens` and `power_samples` now: a batch's rows all lie above
+    /// them, so sealing it reads only them.
+    pub fn floors(&self) -> (i64, i64) {
+        let max = |t: &str| {
+            self.conn
+                .query_row(
+                    &format!("SELECT coalesce(max(rowid), -1) FROM {t}"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap_or(-1)
+        };
+        (max("tokens"), max("power_samples"))
+    }
+
     /// Seals the manifests of `batch`'s runs: the checksums of their tokens and samples, once
-    /// everything of the batch is stored.
-    pub fn seal(&self, batch: &str) -> Result<usize, StoreError> {
+    /// everything of the batch is stored (rows above `floors`).
+    pub fn seal(&self, batch: &str, floors: (i64, i64)) -> Result<usize, StoreError> {
         let runs = "SELECT run_id FROM runs WHERE batch_id = ?";
         let sql = format!(
             "UPDATE run_manifests SET sealed_at = current_timestamp, tokens = d.tn, tokens_sha256 = d.th, \
              samples = d.sn, samples_sha256 = d.sh FROM ({}) d WHERE run_manifests.run_id = d.run_id",
-            digests_sql(runs)
+            digests_sql(runs, floors)
         );
         self.conn
             .execute(&sql, params![batch, batch, batch])
             .map_err(self.db_err())
+    }
+
+    /// Lets the writer use more memory from now on, for what comes after ingest (sealing,
+    /// validation, the summary): ingest itself keeps the small pool that holds a long run's
+    /// memory flat.
+    pub fn after_ingest(&self) {
+        let _ = self
+            .conn
+            .execute_batch(&format!("SET memory_limit = '{AFTER_INGEST_MEMORY}'"));
     }
 
     /// Writes one record at once (outside the ingest stream: before or after it).

@@ -68,7 +68,10 @@ pub fn cmd(lab_path: &Path, db: Option<PathBuf>, json: bool) -> anyhow::Result<(
     let sql = format!(
         "SELECT d.run_id, m.tokens, d.tn, m.tokens_sha256 = d.th, m.samples, d.sn, m.samples_sha256 = d.sh \
          FROM ({}) d JOIN run_manifests m USING (run_id) ORDER BY d.run_id",
-        store::digests_sql("SELECT run_id FROM run_manifests WHERE sealed_at IS NOT NULL")
+        store::digests_sql(
+            "SELECT run_id FROM run_manifests WHERE sealed_at IS NOT NULL",
+            (-1, -1)
+        )
     );
     let mut st = c.prepare(&sql)?;
     let rows = st.query_map([], |row| {

@@ -41,6 +41,7 @@ pub fn execute(
     let mqtt = mqtt.cloned();
     let firmware = find_firmware();
     let store = Store::open(&rt.lab.storage_path, "run")?;
+    let floors = store.floors();
     let batch = format!("run-{}", clock::unix_ms());
     let mut rig = Rig::new(&rt);
     let progress = Progress {
@@ -315,7 +316,8 @@ pub fn execute(
         eprintln!("warning: a run record could not be stored: {e}");
     }
     // Everything of the batch is stored: its runs' checksums go into their manifests.
-    if let Err(e) = store.seal(&batch) {
+    store.after_ingest();
+    if let Err(e) = store.seal(&batch, floors) {
         eprintln!("warning: the runs' checksums could not be stored: {e}");
     }
     if args.validate && !stop.load(Ordering::Relaxed) {
@@ -331,7 +333,7 @@ pub fn execute(
             })?;
         }
     }
-    let rows = summary(&store, &ids)?;
+    let rows = summary(&store, &ids, &batch)?;
     drop(store);
     if let Some(m) = &mqtt {
         for r in &rows {

@@ -5,17 +5,20 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{records::SummaryRow, store::Store};
 
-pub(super) fn summary(store: &Store, ids: &[Arc<str>]) -> anyhow::Result<Vec<SummaryRow>> {
-    let mut out = vec![];
+/// The summary rows of `ids` (runs of `batch`), in that order: one query for the whole batch
+/// (the `run_summary` view aggregates tokens and samples; asked once per run, a long batch took
+/// quadratic time).
+pub(super) fn summary(
+    store: &Store,
+    ids: &[Arc<str>],
+    batch: &str,
+) -> anyhow::Result<Vec<SummaryRow>> {
     let mut stmt = store.conn.prepare(
-        "SELECT s.run_id, s.board, s.profile, s.model, s.quant, r.status, r.error, s.ttft_ms, s.itl_p50_ms,          s.itl_p90_ms, s.itl_p99_ms, s.tokens_per_s, s.e2e_ms, s.avg_power_mw, s.peak_power_mw, s.energy_mj,          s.energy_per_token_mj, s.ram_peak_kb, s.flash_kb, s.simulated, r.reason_code,          r.tokenizer, r.output_text          FROM run_summary s JOIN runs r USING (run_id) WHERE s.run_id = ?",
+        "SELECT s.run_id, s.board, s.profile, s.model, s.quant, r.status, r.error, s.ttft_ms, s.itl_p50_ms,          s.itl_p90_ms, s.itl_p99_ms, s.tokens_per_s, s.e2e_ms, s.avg_power_mw, s.peak_power_mw, s.energy_mj,          s.energy_per_token_mj, s.ram_peak_kb, s.flash_kb, s.simulated, r.reason_code,          r.tokenizer, r.output_text          FROM run_summary s JOIN runs r USING (run_id) WHERE r.batch_id = ?",
     )?;
-    let mut seen = HashMap::new();
-    for id in ids {
-        if seen.insert(id.clone(), ()).is_some() {
-            continue;
-        }
-        let rows = stmt.query_map([&**id], |r| {
+    let mut by_id: HashMap<String, SummaryRow> = HashMap::new();
+    {
+        let rows = stmt.query_map([batch], |r| {
             Ok(SummaryRow {
                 run_id: r.get(0)?,
                 board: r.get(1)?,
@@ -43,10 +46,12 @@ pub(super) fn summary(store: &Store, ids: &[Arc<str>]) -> anyhow::Result<Vec<Sum
             })
         })?;
         for r in rows {
-            out.push(r?);
+            let r = r?;
+            by_id.insert(r.run_id.clone(), r);
         }
     }
-    Ok(out)
+    // In the order the runs were recorded, each once.
+    Ok(ids.iter().filter_map(|id| by_id.remove(&**id)).collect())
 }
 
 pub(super) fn print_summary(rows: &[SummaryRow], json: bool) -> anyhow::Result<()> {
