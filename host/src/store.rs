@@ -349,6 +349,9 @@ pub struct Holder {
     pub pid: u32,
     pub activity: String,
     pub since_unix_ms: u64,
+    /// Set when the writer stopped because the database could not be written (disk full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 fn holder_path(db: &Path) -> PathBuf {
@@ -374,6 +377,8 @@ pub fn describe_holder(db: &Path) -> String {
 pub struct Store {
     pub conn: Connection,
     pub path: PathBuf,
+    /// Why writing failed, if it did: kept in the holder file for the next writer.
+    failure: Mutex<Option<String>>,
 }
 
 impl Store {
@@ -419,6 +424,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            failure: Mutex::new(None),
         };
         store.migrate(target)?;
         // We hold the only write lock: a holder file still there is a writer that died without
@@ -434,6 +440,7 @@ impl Store {
             pid: std::process::id(),
             activity: activity.to_string(),
             since_unix_ms: crate::clock::unix_ms(),
+            failed: None,
         };
         if let Ok(s) = serde_json::to_string(&holder) {
             let _ = std::fs::write(holder_path(path), s);
@@ -444,20 +451,33 @@ impl Store {
     /// Marks the runs and sensing sessions a dead writer left `running` as `aborted`
     /// (`host-crashed`), naming its pid where its holder file says it.
     fn close_orphans(&self, stale: Option<&Holder>) -> Result<(), StoreError> {
-        let why = match stale {
-            Some(h) => format!(
-                "labctl stopped without closing the run (pid {}, {})",
-                h.pid, h.activity
+        let (status, code, why) = match stale {
+            Some(Holder {
+                failed: Some(f),
+                pid,
+                ..
+            }) => ("error", "storage", format!("{f} (labctl pid {pid})")),
+            Some(h) => (
+                "aborted",
+                "host-crashed",
+                format!(
+                    "labctl stopped without closing the run (pid {}, {})",
+                    h.pid, h.activity
+                ),
             ),
-            None => "labctl stopped without closing the run (pid unknown)".to_string(),
+            None => (
+                "aborted",
+                "host-crashed",
+                "labctl stopped without closing the run (pid unknown)".to_string(),
+            ),
         };
         let err = self.db_err();
         let runs = self
             .conn
             .execute(
-                "UPDATE runs SET status = 'aborted', reason_code = 'host-crashed', error = ?, \
+                "UPDATE runs SET status = ?, reason_code = ?, error = ?, \
                  finished_at = coalesce(finished_at, current_timestamp) WHERE status = 'running'",
-                params![why],
+                params![status, code, why],
             )
             .map_err(&err)?;
         let sessions = self
@@ -588,7 +608,25 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(holder_path(&self.path));
+        let failed = self.failure.lock().ok().and_then(|f| f.clone());
+        match failed {
+            None => {
+                let _ = std::fs::remove_file(holder_path(&self.path));
+            }
+            // The runs left `running` are closed by the next writer, with this reason (if the
+            // file can still be written; else they are closed as cut off).
+            Some(why) => {
+                let h = Holder {
+                    pid: std::process::id(),
+                    activity: "writing".into(),
+                    since_unix_ms: crate::clock::unix_ms(),
+                    failed: Some(why),
+                };
+                if let Ok(s) = serde_json::to_string(&h) {
+                    let _ = std::fs::write(holder_path(&self.path), s);
+                }
+            }
+        }
     }
 }
 
@@ -758,15 +796,31 @@ impl From<Vec<SampleRow>> for Rec {
 pub struct Commits {
     set: Mutex<BTreeSet<Arc<str>>>,
     cv: Condvar,
+    /// The writer failed (disk full, I/O error): why. Nothing will be committed any more.
+    failed: Mutex<Option<String>>,
 }
 
 /// The process's writer tells [`COMMITS`] (one writer per database, one database per process).
 pub static COMMITS: Commits = Commits {
     set: Mutex::new(BTreeSet::new()),
     cv: Condvar::new(),
+    failed: Mutex::new(None),
 };
 
+/// Why the results database can take no more writes, once the writer has failed.
+pub fn writer_failure() -> Option<String> {
+    COMMITS.failed.lock().ok().and_then(|f| f.clone())
+}
+
 impl Commits {
+    /// The writer has stopped for good: waiters are woken and told.
+    fn fail(&self, why: &str) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert_with(|| why.to_string());
+        }
+        self.cv.notify_all();
+    }
+
     fn mark(&self, run_id: &Arc<str>) {
         if let Ok(mut s) = self.set.lock() {
             s.insert(run_id.clone());
@@ -787,8 +841,10 @@ impl Commits {
             return false;
         };
         self.cv
-            .wait_timeout_while(guard, timeout, |s| !s.contains(run_id))
-            .map(|(_, t)| !t.timed_out())
+            .wait_timeout_while(guard, timeout, |s| {
+                !s.contains(run_id) && writer_failure().is_none()
+            })
+            .map(|(s, t)| !t.timed_out() && s.contains(run_id))
             .unwrap_or(false)
     }
 }
@@ -805,7 +861,29 @@ pub struct Ingested {
 /// The single writer: appends batches from `rx` until every sender is gone, flushing at least
 /// every `flush_every` so that an interruption loses at most that much. `on_rec` sees each
 /// record after it is stored, and `None` when `flush_every` passes without one (live display).
+/// A writer that fails (disk full) says so to every board waiting on it ([`writer_failure`]) and
+/// to the next labctl that opens the database (its holder file keeps the reason).
 pub fn ingest<M: Into<Rec>>(
+    store: &Store,
+    rx: &Receiver<M>,
+    flush_every: Duration,
+    on_rec: impl FnMut(Option<&Rec>),
+) -> Result<Ingested, StoreError> {
+    let r = ingest_rows(store, rx, flush_every, on_rec);
+    if let Err(e) = &r {
+        let why = format!("the results database could not be written: {e}");
+        COMMITS.fail(&why);
+        if let Ok(mut f) = store.failure.lock() {
+            *f = Some(why);
+        }
+    }
+    r
+}
+
+/// The single writer: appends batches from `rx` until every sender is gone, flushing at least
+/// every `flush_every` so that an interruption loses at most that much. `on_rec` sees each
+/// record after it is stored, and `None` when `flush_every` passes without one (live display).
+fn ingest_rows<M: Into<Rec>>(
     store: &Store,
     rx: &Receiver<M>,
     flush_every: Duration,

@@ -266,12 +266,16 @@ impl BoardJob<'_> {
                     break;
                 }
                 Err(LinkEnd::Stopped) => {
-                    fail(
-                        &mut res,
-                        "aborted",
-                        "interrupted",
-                        "interrupted by the user".into(),
-                    );
+                    // Stopped because the results database failed, or by the user.
+                    match crate::store::writer_failure() {
+                        Some(why) => fail(&mut res, "error", "storage", why),
+                        None => fail(
+                            &mut res,
+                            "aborted",
+                            "interrupted",
+                            "interrupted by the user".into(),
+                        ),
+                    }
                     break;
                 }
             };
