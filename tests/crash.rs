@@ -8,37 +8,7 @@ use std::{
     process::Stdio,
 };
 
-use labctl_integration_tests::{labctl, open_ro, run_ok, virtual_lab};
-
-/// The labctl-fw-posix children of `parent` (the virtual boards' firmware).
-fn firmware_children(parent: u32) -> Vec<i32> {
-    let mut out = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid …; comm may hold spaces, so split after the last ')'.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && head.contains("labctl-fw-posi") {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) on a process this test started (or its child).
-    unsafe { libc::kill(pid, sig) };
-}
+use labctl_integration_tests::{firmware_children, labctl, open_ro, run_ok, signal, virtual_lab};
 
 #[test]
 fn sigkill_mid_run_leaves_the_run_and_the_next_writer_marks_it_aborted() {

@@ -10,37 +10,9 @@ use std::{
 };
 
 use labctl_integration_tests::{
-    bin_dir, have_socat, labctl, open_ro, run, run_ok, text, virtual_lab, Line,
+    bin_dir, firmware_children, have_socat, labctl, open_ro, run, run_ok, signal, text,
+    virtual_lab, Line,
 };
-
-/// The labctl-fw-posix children of `parent`.
-fn firmware_children(parent: u32) -> Vec<i32> {
-    let mut out = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && head.contains("labctl-fw-posi") {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) on a process this test started (or its child).
-    unsafe { libc::kill(pid, sig) };
-}
 
 /// `hang_timeout_s` on the virtual lab's pico board.
 fn with_hang_timeout(lab: &std::path::Path, secs: &str) {

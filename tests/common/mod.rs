@@ -256,3 +256,34 @@ pub fn assert_no_device_not_usage(tool: &str, why: &str) {
         "the generated command line is one {tool} takes: {why}"
     );
 }
+
+/// The labctl-fw-posix children of `parent` (the virtual boards' firmware).
+pub fn firmware_children(parent: u32) -> Vec<i32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may hold spaces, so split after the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && head.contains("labctl-fw-posi") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// kill(2) on a process the test started (or its child).
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: a plain signal to a pid; no memory is involved.
+    unsafe { libc::kill(pid, sig) };
+}
