@@ -75,7 +75,8 @@ fn soak_with_hangs_and_crashes_keeps_memory_and_descriptors_flat() {
     // two for a moment; a leak raises the floor).
     let window = Duration::from_secs((secs / 3).min(60));
     let warm = Duration::from_secs((secs / 6).min(10));
-    let (mut first, mut last): (Vec<(u64, usize)>, Vec<(u64, usize)>) = (vec![], vec![]);
+    let mut first: Vec<(u64, usize)> = vec![];
+    let mut last: Vec<(u64, usize)> = vec![];
     let (mut hangs, mut crashes) = (0u32, 0u32);
     let mut seed = 0x9E37_79B9u32;
     let mut next_fault = start + Duration::from_secs(2);
