@@ -5,13 +5,12 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
     time::Instant,
 };
 
 use labctl_integration_tests::{
-    bin_dir, firmware_children, have_socat, labctl, open_ro, run, run_ok, signal, text,
-    virtual_lab, Line,
+    firmware_children, have_socat, labctl, open_ro, run, run_ok, signal, text, virtual_lab, Line,
 };
 
 /// `hang_timeout_s` on the virtual lab's pico board.
@@ -103,15 +102,20 @@ fn a_board_nothing_brings_back_is_quarantined_until_released() {
     ]);
     // A board flashed by hand on a serial line: no probe, no reset wired, no relay — once its
     // firmware hangs, re-running bring-up is all labctl can try.
-    let mut fw = Command::new(bin_dir().join("labctl-fw-posix"))
-        .args(["--model", model.to_str().unwrap()])
-        .args(["--serial", line.board.to_str().unwrap()])
-        .args(["--platform", "bench-board", "--clock-hz", "100000000"])
-        .args(["--ram", "524288", "--flash", "4194304", "--ctx", "512"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut fw = line.firmware(
+        &model,
+        "bench-board",
+        &[
+            "--clock-hz",
+            "100000000",
+            "--ram",
+            "524288",
+            "--flash",
+            "4194304",
+            "--ctx",
+            "512",
+        ],
+    );
     let mut s = std::fs::read_to_string(&lab).unwrap();
     s.push_str(&format!(
         "\n[[boards]]\nname = \"bench\"\nplatform = \"serial\"\nprofile = \"generic\"\nserial = \"{}\"\nhang_timeout_s = 0.5\n",

@@ -5,10 +5,7 @@
 //! board alone — a missing tool, a board that does not come back, a wrong boot banner — beside a
 //! board that comes back as flashed and is profiled.
 
-use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
-};
+use std::{path::Path, process::Child};
 
 use labctl_integration_tests::{
     assert_no_device_not_usage, bin_dir, board_block, elf_segments, golden, have, have_built,
@@ -72,15 +69,20 @@ fn flashing_command_lines_per_tool_are_the_golden_plan() {
 
 /// The posix firmware on a line's chip end, answering as `platform`.
 fn chip(line: &Line, model: &Path, platform: &str) -> Child {
-    Command::new(bin_dir().join("labctl-fw-posix"))
-        .args(["--model", model.to_str().unwrap()])
-        .args(["--serial", line.board.to_str().unwrap()])
-        .args(["--platform", platform, "--clock-hz", "168000000"])
-        .args(["--ram", "131072", "--flash", "1048576", "--ctx", "64"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+    line.firmware(
+        model,
+        platform,
+        &[
+            "--clock-hz",
+            "168000000",
+            "--ram",
+            "131072",
+            "--flash",
+            "1048576",
+            "--ctx",
+            "64",
+        ],
+    )
 }
 
 #[test]

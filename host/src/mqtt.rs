@@ -306,9 +306,10 @@ impl Publisher {
     ) -> Result<(Arc<Publisher>, Inbox), String> {
         let mut transport = None;
         let mut hosts_broker = false;
+        // Read once: the embedded broker checks it, the client logs in with it.
+        let pass = password(lab)?;
         let (host, port, describe) = match &m.mode {
             MqttMode::Embedded { listen } => {
-                let pass = password(lab)?;
                 let login = m.username.as_deref().zip(pass.as_deref());
                 hosts_broker = embedded_broker(*listen, login)?;
                 let what = if hosts_broker {
@@ -356,7 +357,7 @@ impl Publisher {
             opts.set_transport(t);
         }
         if let Some(user) = &m.username {
-            opts.set_credentials(user.clone(), password(lab)?.unwrap_or_default());
+            opts.set_credentials(user.clone(), pass.clone().unwrap_or_default());
         }
         let (client, mut conn) = Client::new(opts, 4096);
         // Small batches every ~100 ms: Nagle's algorithm would hold them for the peer's delayed

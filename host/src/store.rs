@@ -813,6 +813,13 @@ pub fn writer_failure() -> Option<String> {
 }
 
 impl Commits {
+    /// A new writer starts: a failure of an earlier one (a previous `serve` job's) is over.
+    fn clear_failure(&self) {
+        if let Ok(mut f) = self.failed.lock() {
+            *f = None;
+        }
+    }
+
     /// The writer has stopped for good: waiters are woken and told.
     fn fail(&self, why: &str) {
         if let Ok(mut f) = self.failed.lock() {
@@ -869,6 +876,7 @@ pub fn ingest<M: Into<Rec>>(
     flush_every: Duration,
     on_rec: impl FnMut(Option<&Rec>),
 ) -> Result<Ingested, StoreError> {
+    COMMITS.clear_failure();
     let r = ingest_rows(store, rx, flush_every, on_rec);
     if let Err(e) = &r {
         let why = format!("the results database could not be written: {e}");

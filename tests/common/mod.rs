@@ -147,6 +147,20 @@ pub struct Line {
 }
 
 impl Line {
+    /// The posix firmware on the line's board end, holding `model` and answering as
+    /// `platform`, with `args` (its clock, memories and context).
+    pub fn firmware(&self, model: &Path, platform: &str, args: &[&str]) -> std::process::Child {
+        Command::new(bin_dir().join("labctl-fw-posix"))
+            .args(["--model", model.to_str().unwrap()])
+            .args(["--serial", self.board.to_str().unwrap()])
+            .args(["--platform", platform])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn new(dir: &Path, name: &str) -> Line {
         let (board, host) = (
             dir.join(format!("{name}-chip")),

@@ -459,7 +459,7 @@ impl BoardJob<'_> {
                         run_id: id.clone(),
                         firmware: fw_files.clone(),
                         firmware_sha256: fw_sha.clone(),
-                        model_sha256: m.run_start().model_sha256,
+                        model_sha256: m.sha256.clone(),
                         board_serial: self.board_serial(),
                         sensor: self.sensor_label(),
                     })));

@@ -8,7 +8,7 @@
 #![no_std]
 
 use fwcore::{
-    board::{Board, Console, Counter},
+    board::{Board, Console, Counter, Linked},
     linked,
 };
 
@@ -58,8 +58,11 @@ pub unsafe fn init() {
 /// The firmware's port for `chip` with the core's `counter` and the image's size in flash.
 /// Call after [`init`].
 pub fn board<C: Console, K: Counter>(chip: C, counter: K, code_bytes: u64) -> Board<C, K> {
-    let mut figures = linked::figures(0);
-    figures.code_bytes = code_bytes;
+    let figures = Linked {
+        static_bytes: linked::static_bytes(),
+        code_bytes,
+        stack_high_water: linked::stack_high_water,
+    };
     Board::new(chip, counter, figures)
 }
 
